@@ -1,0 +1,35 @@
+"""Shared fixtures: a real store per backend, the real ASGI app on top, a test client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from urbanstack.api.app import create_app
+from urbanstack.settings import Settings
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store for each test, on every backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'urbanstack.db'}"
+    raise ValueError(request.param)
+
+
+@pytest.fixture
+def settings(store_url: str) -> Settings:
+    return Settings(store=store_url, sqlite_synchronous="NORMAL", max_limit=100)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """An HTTP client driving the real app in-process (lifespan included)."""
+    app = create_app(settings)
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client

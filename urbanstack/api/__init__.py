@@ -1,0 +1,1 @@
+"""Thin HTTP layer: parse the request, call a broker use case, render the answer."""

@@ -1,0 +1,178 @@
+"""Reading query parameters (and POST query bodies) into typed query and render options."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from urbanstack.ngsild.errors import BadRequestData
+from urbanstack.ngsild.geo import parse_geo_query
+from urbanstack.ngsild.jsonld import TermMap
+from urbanstack.ngsild.model import validate_entity_id, validate_name
+from urbanstack.ngsild.q import parse_query_q
+from urbanstack.ngsild.query import EntityQuery
+from urbanstack.ngsild.representation import LOCATION_IRI, RenderOptions, parse_options
+from urbanstack.ngsild.scope import parse_scope_q
+from urbanstack.ngsild.typeq import parse_type_query
+from urbanstack.settings import Settings
+
+_CORE_MEMBERS = {"id", "type", "scope", "createdAt", "modifiedAt"}
+
+
+def split_list(value: str | None) -> list[str]:
+    """A comma-separated parameter as a list (empty items refused)."""
+    if value is None:
+        return []
+    items = [v.strip() for v in value.split(",")]
+    if any(not item for item in items):
+        raise BadRequestData(f"Empty item in list {value!r}")
+    return items
+
+
+def parse_int(value: str | None, name: str, default: int, *, minimum: int = 0) -> int:
+    """A non-negative integer parameter."""
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequestData(f"{name} must be an integer, not {value!r}") from None
+    if number < minimum:
+        raise BadRequestData(f"{name} must be at least {minimum}")
+    return number
+
+
+def parse_bool(value: str | None, name: str) -> bool:
+    """true/false parameters."""
+    if value is None:
+        return False
+    if value not in ("true", "false"):
+        raise BadRequestData(f"{name} must be true or false")
+    return value == "true"
+
+
+def _attr_set(value: Any, terms: TermMap, name: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    items = split_list(value) if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise BadRequestData(f"{name} must list attribute names")
+    return frozenset(terms.expand(validate_name(a)) for a in items)
+
+
+def _members(value: str | None, terms: TermMap, name: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    return frozenset(
+        m if m in _CORE_MEMBERS else terms.expand(validate_name(m)) for m in split_list(value)
+    )
+
+
+def _check_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise BadRequestData(f"Invalid idPattern {pattern!r}: {exc}") from None
+    return pattern
+
+
+def entity_query_from_params(
+    params: Mapping[str, str], terms: TermMap, settings: Settings
+) -> EntityQuery:
+    """GET /entities parameters as an :class:`EntityQuery` (names expanded with ``terms``)."""
+    ids = tuple(validate_entity_id(i) for i in split_list(params.get("id")))
+    id_pattern = params.get("idPattern")
+    type_text = params.get("type")
+    q_text = params.get("q")
+    scope_text = params.get("scopeQ")
+    geo = parse_geo_query(
+        params.get("georel"),
+        params.get("geometry"),
+        params.get("coordinates"),
+        params.get("geoproperty"),
+        terms.expand,
+    )
+    return EntityQuery(
+        ids=ids,
+        id_pattern=_check_regex(id_pattern) if id_pattern else None,
+        types=parse_type_query(type_text, terms.expand) if type_text else None,
+        attrs=_attr_set(params.get("attrs"), terms, "attrs"),
+        q=parse_query_q(q_text, terms.expand) if q_text else None,
+        scope_q=parse_scope_q(scope_text) if scope_text else None,
+        geo=geo,
+        limit=parse_int(params.get("limit"), "limit", settings.default_limit),
+        offset=parse_int(params.get("offset"), "offset", 0),
+        count=parse_bool(params.get("count"), "count"),
+    )
+
+
+def entity_query_from_body(
+    body: Any, params: Mapping[str, str], terms: TermMap, settings: Settings
+) -> EntityQuery:
+    """A POST /entityOperations/query body (a ``Query``) plus its URL paging parameters."""
+    if not isinstance(body, dict) or body.get("type", "Query") != "Query":
+        raise BadRequestData("The body must be a Query object")
+    ids: list[str] = []
+    patterns: list[str] = []
+    type_names: list[str] = []
+    for selector in body.get("entities") or []:
+        if not isinstance(selector, dict):
+            raise BadRequestData("entities must be a list of EntitySelector objects")
+        if "id" in selector:
+            ids.append(validate_entity_id(selector["id"]))
+        if "idPattern" in selector:
+            patterns.append(_check_regex(selector["idPattern"]))
+        if "type" in selector:
+            type_names.append(selector["type"])
+    geo_q = body.get("geoQ")
+    geo = None
+    if geo_q is not None:
+        if not isinstance(geo_q, dict):
+            raise BadRequestData("geoQ must be an object")
+        geo = parse_geo_query(
+            geo_q.get("georel"),
+            geo_q.get("geometry"),
+            geo_q.get("coordinates"),
+            geo_q.get("geoproperty"),
+            terms.expand,
+        )
+    q_text = body.get("q")
+    scope_text = body.get("scopeQ")
+    return EntityQuery(
+        ids=tuple(ids),
+        id_pattern="|".join(f"(?:{p})" for p in patterns) or None,
+        types=parse_type_query(",".join(type_names), terms.expand) if type_names else None,
+        attrs=_attr_set(body.get("attrs"), terms, "attrs"),
+        q=parse_query_q(q_text, terms.expand) if q_text else None,
+        scope_q=parse_scope_q(scope_text) if scope_text else None,
+        geo=geo,
+        limit=parse_int(params.get("limit"), "limit", settings.default_limit),
+        offset=parse_int(params.get("offset"), "offset", 0),
+        count=parse_bool(params.get("count"), "count"),
+    )
+
+
+def render_options(
+    params: Mapping[str, str], terms: TermMap, *, extra_attrs: Any = None
+) -> RenderOptions:
+    """Representation parameters: options/format, attrs, pick/omit, lang, geometryProperty."""
+    fmt, flags = parse_options(params.get("options"), params.get("format"))
+    unknown = flags - {"sysAttrs", "noOverwrite", "update", "replace"}
+    if unknown:
+        raise BadRequestData(f"Unknown options: {', '.join(sorted(unknown))}")
+    pick = _members(params.get("pick"), terms, "pick")
+    omit = _members(params.get("omit"), terms, "omit") or frozenset()
+    if pick is not None and omit:
+        raise BadRequestData("pick and omit cannot be used together")
+    attrs = _attr_set(params.get("attrs", extra_attrs), terms, "attrs")
+    geometry = params.get("geometryProperty")
+    return RenderOptions(
+        format=fmt,
+        sys_attrs="sysAttrs" in flags,
+        attrs=attrs,
+        pick=pick,
+        omit=omit,
+        lang=params.get("lang"),
+        geometry_property=terms.expand(validate_name(geometry)) if geometry else LOCATION_IRI,
+    )

@@ -1,0 +1,107 @@
+"""The ``urbanstack`` command: serve the platform and manage it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from urbanstack import __version__
+from urbanstack.settings import Settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="urbanstack")
+def main() -> None:
+    """urbanstack: an open urban data platform around an NGSI-LD context broker."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on [default: 1026].")
+@click.option(
+    "--store",
+    default=None,
+    help="Store URL, e.g. sqlite:///urbanstack.db [env URBANSTACK_STORE; default ./urbanstack.db].",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="Logging level [default: info].",
+)
+def serve(host: str | None, port: int | None, store: str | None, log_level: str | None) -> None:
+    """Run the platform's HTTP API (NGSI-LD at /ngsi-ld/v1).
+
+    SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish,
+    then closes the store.
+    """
+    import uvicorn
+
+    from urbanstack.api.app import create_app
+
+    settings = Settings.from_env(host=host, port=port, store=store, log_level=log_level)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=30,
+        lifespan="on",
+    )
+    click.echo(f"urbanstack {__version__} on http://{settings.host}:{settings.port}/ngsi-ld/v1 "
+               f"(store {settings.store})", err=True)
+    uvicorn.Server(config).run()
+
+
+@main.group()
+def contexts() -> None:
+    """Manage the JSON-LD @contexts the broker knows without the network."""
+
+
+@contexts.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("url")
+@click.option("--store", default=None, help="Store URL [env URBANSTACK_STORE].")
+def contexts_load(file: Path, url: str, store: str | None) -> None:
+    """Preload the @context in FILE so that URL resolves to it and is never fetched."""
+    from urbanstack.broker.contexts import ContextService, preload_context
+    from urbanstack.store import store_from_settings
+
+    settings = Settings.from_env(store=store)
+    try:
+        document = json.loads(file.read_text("utf-8"))
+    except ValueError as exc:
+        raise click.ClickException(f"{file} is not valid JSON: {exc}") from None
+
+    async def run() -> str:
+        backend = store_from_settings(settings)
+        await backend.open()
+        try:
+            service = ContextService(backend, _no_fetch)
+            record = await preload_context(service, url, document)
+            return record.id
+        finally:
+            await backend.close()
+
+    try:
+        context_id = asyncio.run(run())
+    except Exception as exc:  # shown to the operator, not a traceback
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"loaded {file} as {url} (id {context_id})")
+
+
+async def _no_fetch(url: str) -> object:
+    raise click.ClickException(f"not fetching {url}: the CLI works offline")
+
+
+if __name__ == "__main__":
+    main()

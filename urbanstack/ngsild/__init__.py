@@ -1,0 +1,1 @@
+"""The NGSI-LD domain: terms, entity model, query languages and errors (no I/O)."""

@@ -1,0 +1,63 @@
+"""Every setting in one place: name, type, default and help; each also read from URBANSTACK_<NAME>."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Settings:
+    """Platform configuration; build with :meth:`from_env` to honour environment variables."""
+
+    store: str = _setting("sqlite:///urbanstack.db", "Store URL (sqlite:///file.db)")
+    host: str = _setting("127.0.0.1", "Address the HTTP server listens on")
+    port: int = _setting(1026, "Port the HTTP server listens on")
+    log_level: str = _setting("info", "Logging level: debug, info, warning, error")
+    max_limit: int = _setting(1000, "Largest page size a query may ask for (limit)")
+    default_limit: int = _setting(20, "Page size when a query gives no limit")
+    max_body_bytes: int = _setting(8 * 1024 * 1024, "Largest request body accepted, in bytes")
+    context_fetch_timeout: float = _setting(5.0, "Seconds to wait for a remote @context")
+    context_max_bytes: int = _setting(1024 * 1024, "Largest remote @context accepted, in bytes")
+    context_cache_size: int = _setting(256, "Processed @contexts kept in memory")
+    sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma (FULL or NORMAL)")
+    sqlite_read_workers: int = _setting(3, "Threads serving SQLite reads")
+    base_url: str = _setting("", "Public base URL used in Location headers for hosted contexts")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then URBANSTACK_<NAME> variables, then explicit (non-None) overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"URBANSTACK_{f.name.upper()}")
+            if raw is not None:
+                try:
+                    values[f.name] = type(f.default)(raw)
+                except ValueError:
+                    raise ValueError(f"URBANSTACK_{f.name.upper()}={raw!r} is not a valid {type(f.default).__name__}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse inconsistent values with a message naming the valid choices."""
+        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("sqlite_synchronous must be FULL, NORMAL or EXTRA")
+        if not 1 <= self.default_limit <= self.max_limit:
+            raise ValueError("default_limit must be between 1 and max_limit")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ValueError("log_level must be debug, info, warning, error or critical")
+
+
+def describe_settings() -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help) of every setting, for docs and --help."""
+    return [
+        (f.name, type(f.default).__name__, f.default, f.metadata["help"]) for f in fields(Settings)
+    ]

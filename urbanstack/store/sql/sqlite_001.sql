@@ -1,0 +1,53 @@
+-- urbanstack SQLite schema, version 1: one database file per tenant.
+CREATE TABLE IF NOT EXISTS entities (
+    rid         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    created_at  TEXT NOT NULL,
+    modified_at TEXT NOT NULL,
+    doc         BLOB NOT NULL          -- the entity in stored (expanded) form, JSON
+);
+CREATE TABLE IF NOT EXISTS entity_types (
+    type TEXT NOT NULL,
+    rid  INTEGER NOT NULL,
+    PRIMARY KEY (type, rid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entity_types_rid ON entity_types (rid);
+CREATE TABLE IF NOT EXISTS entity_scopes (
+    scope TEXT NOT NULL,
+    rid   INTEGER NOT NULL,
+    PRIMARY KEY (scope, rid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entity_scopes_rid ON entity_scopes (rid);
+-- interned attribute paths: attr IRI, then \x1f sub-attribute IRI, then \x1e compound key
+CREATE TABLE IF NOT EXISTS paths (
+    pid  INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE
+);
+-- the attribute-value index used by q: one row per leaf value, plus one presence row
+-- (val NULL, kind = attribute type) per attribute instance and sub-attribute
+CREATE TABLE IF NOT EXISTS attr_values (
+    rid  INTEGER NOT NULL,
+    pid  INTEGER NOT NULL,
+    val,
+    kind TEXT
+);
+CREATE INDEX IF NOT EXISTS attr_values_pid_val ON attr_values (pid, val, rid);
+CREATE INDEX IF NOT EXISTS attr_values_rid ON attr_values (rid, pid, val);
+CREATE TABLE IF NOT EXISTS geo (
+    gid INTEGER PRIMARY KEY,
+    rid INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    wkb BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS geo_rid ON geo (rid);
+CREATE VIRTUAL TABLE IF NOT EXISTS geo_rtree USING rtree (gid, minx, maxx, miny, maxy);
+-- JSON-LD contexts hosted or cached by the broker (used in the default tenant's file)
+CREATE TABLE IF NOT EXISTS jsonld_contexts (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL UNIQUE,
+    kind       TEXT NOT NULL,          -- Hosted | Cached | ImplicitlyCreated
+    body       BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used  TEXT,
+    hits       INTEGER NOT NULL DEFAULT 0
+);

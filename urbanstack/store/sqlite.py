@@ -1,0 +1,625 @@
+"""The embedded SQLite store: one database file per tenant, WAL, group commit.
+
+Every write goes through one writer thread that owns the write connections and
+groups whatever is queued into one transaction (each change in its own savepoint);
+reads run on a small thread pool, each thread with its own connections, so reads
+never block writes and the event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from urbanstack.ngsild.errors import BadRequestData, NgsiLdError, NonexistentTenant
+from urbanstack.ngsild.model import Entity
+from urbanstack.ngsild.query import EntityQuery, QueryResult
+from urbanstack.store.base import (
+    ChangeResult,
+    ContextRecord,
+    Delete,
+    DiscoveryRow,
+    EntityChange,
+    EntityStore,
+    Keep,
+    StoreError,
+    StoreInfo,
+    Write,
+)
+from urbanstack.store.sqlite_index import geo_values, value_rows
+from urbanstack.store.sqlite_query import compile_query
+
+LOGGER = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+MAX_GROUP = 512
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
+T = TypeVar("T")
+
+
+def validate_tenant(tenant: str | None) -> str | None:
+    """Tenant names become file names: letters, digits, ``_`` and ``-`` only."""
+    if tenant is None or tenant == "":
+        return None
+    if not _TENANT_RE.match(tenant):
+        raise BadRequestData(f"Invalid tenant name {tenant!r}: use letters, digits, '_' or '-'")
+    return tenant
+
+
+@lru_cache(maxsize=256)
+def _compiled_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: str, value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    return _compiled_regex(pattern).search(value) is not None
+
+
+class _Task:
+    __slots__ = ("fn", "future", "loop", "tenant")
+
+    def __init__(
+        self,
+        tenant: str | None,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.tenant = tenant
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class SQLiteStore(EntityStore):
+    """Entities in SQLite files: ``path`` for the default tenant, ``<path>-tenants/`` for others."""
+
+    def __init__(
+        self, path: str | Path, *, read_workers: int = 3, synchronous: str = "FULL"
+    ) -> None:
+        self.path = Path(path)
+        self.tenant_dir = self.path.with_name(self.path.name + "-tenants")
+        self.read_workers = read_workers
+        self.synchronous = synchronous
+        self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._write_conns: dict[str | None, sqlite3.Connection] = {}
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_conns_lock = threading.Lock()
+        self._pids: dict[str | None, dict[str, int]] = {}
+        self._pending_pids: dict[str, int] = {}
+        self._known_tenants: set[str | None] = {None}
+        self._slots: dict[int, Any] = {}
+
+    # --- lifecycle
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._readers = ThreadPoolExecutor(self.read_workers, thread_name_prefix="sqlite-read")
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._writer.start()
+        await self._write(None, lambda conn: None)
+        if self.tenant_dir.is_dir():
+            for file in self.tenant_dir.glob("*.db"):
+                self._known_tenants.add(file.stem)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        with self._read_conns_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+
+    async def ping(self) -> bool:
+        try:
+            return await self._read(None, lambda c: c.execute("SELECT 1").fetchone()[0] == 1)
+        except Exception:
+            return False
+
+    async def info(self) -> StoreInfo:
+        return StoreInfo(
+            backend="sqlite",
+            backend_version=sqlite3.sqlite_version,
+            schema_version=SCHEMA_VERSION,
+            details={"path": str(self.path)},
+        )
+
+    # --- connections
+
+    def _file(self, tenant: str | None) -> Path:
+        if tenant is None:
+            return self.path
+        return self.tenant_dir / f"{tenant}.db"
+
+    def _connect(self, tenant: str | None, *, write: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._file(tenant), isolation_level=None, check_same_thread=False, timeout=30
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.create_function("regexp", 2, _regexp, deterministic=True)
+        conn.create_function("geo_match", 2, self._geo_match)
+        conn.create_function("geo_distance", 2, self._geo_distance)
+        conn.create_function("scope_match", 2, self._scope_match)
+        if write:
+            self._migrate(conn)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"Database schema {version} is newer than this urbanstack")
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            sql = (
+                resources.files("urbanstack.store")
+                .joinpath("sql", f"sqlite_{step:03d}.sql")
+                .read_text("utf-8")
+            )
+            conn.executescript(sql)
+            conn.execute(f"PRAGMA user_version={step}")
+            LOGGER.info("migrated %s to schema %d", self.path, step)
+
+    def _write_conn(self, tenant: str | None) -> sqlite3.Connection:
+        conn = self._write_conns.get(tenant)
+        if conn is None:
+            if tenant is not None:
+                self.tenant_dir.mkdir(parents=True, exist_ok=True)
+            conn = self._connect(tenant, write=True)
+            self._write_conns[tenant] = conn
+            self._known_tenants.add(tenant)
+        return conn
+
+    def _read_conn(self, tenant: str | None) -> sqlite3.Connection:
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        conn = conns.get(tenant)
+        if conn is None:
+            conn = self._connect(tenant, write=False)
+            conns[tenant] = conn
+            with self._read_conns_lock:
+                self._read_conns.append(conn)
+        return conn
+
+    # --- the writer thread
+
+    def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < MAX_GROUP:
+                try:
+                    task = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if task is None:
+                    stop = True
+                    break
+                batch.append(task)
+            by_tenant: dict[str | None, list[_Task]] = {}
+            for task in batch:
+                by_tenant.setdefault(task.tenant, []).append(task)
+            for tenant, tasks in by_tenant.items():
+                self._run_group(tenant, tasks)
+        for conn in self._write_conns.values():
+            conn.close()
+        self._write_conns.clear()
+
+    def _run_group(self, tenant: str | None, tasks: list[_Task]) -> None:
+        outcomes: list[tuple[_Task, bool, Any]] = []
+        try:
+            conn = self._write_conn(tenant)
+            conn.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            err = StoreError(f"Cannot open the store for writing: {exc}", exc)
+            self._resolve([(t, False, err) for t in tasks])
+            return
+        for task in tasks:
+            conn.execute("SAVEPOINT task")
+            try:
+                value = task.fn(conn)
+                conn.execute("RELEASE task")
+                outcomes.append((task, True, value))
+            except BaseException as exc:
+                conn.execute("ROLLBACK TO task")
+                conn.execute("RELEASE task")
+                if not isinstance(exc, NgsiLdError):
+                    LOGGER.exception("write failed")
+                    exc = StoreError(f"Write failed: {exc}", exc)
+                outcomes.append((task, False, exc))
+        try:
+            conn.execute("COMMIT")
+        except Exception as exc:
+            LOGGER.exception("commit failed")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._pending_pids.clear()
+            err = StoreError(f"Commit failed: {exc}", exc)
+            self._resolve([(t, False, err) for t, _, _ in outcomes])
+            return
+        if self._pending_pids:
+            self._pids.setdefault(tenant, {}).update(self._pending_pids)
+            self._pending_pids.clear()
+        self._resolve(outcomes)
+
+    @staticmethod
+    def _resolve(outcomes: list[tuple[_Task, bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for task, ok, value in outcomes:
+            by_loop.setdefault(task.loop, []).append((task.future, ok, value))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    async def _write(self, tenant: str | None, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreError("The store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Task(tenant, fn, loop, future))
+        return await future
+
+    async def _read(self, tenant: str | None, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise StoreError("The store is not open")
+        if tenant not in self._known_tenants:
+            if not self._file(tenant).exists():
+                raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
+            self._known_tenants.add(tenant)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, lambda: fn(self._read_conn(tenant)))
+        except sqlite3.Error as exc:
+            raise StoreError(f"Read failed: {exc}", exc) from exc
+
+    # --- paths (interned attribute paths)
+
+    def _pid_for_write(self, conn: sqlite3.Connection, tenant: str | None, path: str) -> int:
+        pid = self._pids.get(tenant, {}).get(path) or self._pending_pids.get(path)
+        if pid is None:
+            row = conn.execute("SELECT pid FROM paths WHERE path = ?", (path,)).fetchone()
+            if row is None:
+                pid = conn.execute("INSERT INTO paths (path) VALUES (?)", (path,)).lastrowid
+            else:
+                pid = row[0]
+            self._pending_pids[path] = pid
+        return pid
+
+    def _pid_lookup(self, conn: sqlite3.Connection, tenant: str | None) -> Callable[[str], int | None]:
+        cache = self._pids.setdefault(tenant, {})
+
+        def lookup(path: str) -> int | None:
+            pid = cache.get(path)
+            if pid is None:
+                row = conn.execute("SELECT pid FROM paths WHERE path = ?", (path,)).fetchone()
+                if row is not None:
+                    pid = cache[path] = row[0]
+            return pid
+
+        return lookup
+
+    # --- entities
+
+    def _index_entity(
+        self, conn: sqlite3.Connection, tenant: str | None, rid: int, entity: Entity
+    ) -> None:
+        from urbanstack.ngsild.geo import geometry_bounds, geometry_to_wkb
+
+        conn.executemany(
+            "INSERT INTO entity_types (type, rid) VALUES (?, ?)", [(t, rid) for t in entity["type"]]
+        )
+        if entity.get("scope"):
+            conn.executemany(
+                "INSERT OR IGNORE INTO entity_scopes (scope, rid) VALUES (?, ?)",
+                [(s, rid) for s in entity["scope"]],
+            )
+        rows = [
+            (rid, self._pid_for_write(conn, tenant, path), val, kind)
+            for path, val, kind in value_rows(entity)
+        ]
+        conn.executemany("INSERT INTO attr_values (rid, pid, val, kind) VALUES (?,?,?,?)", rows)
+        for iri, geometry in geo_values(entity):
+            pid = self._pid_for_write(conn, tenant, iri)
+            gid = conn.execute(
+                "INSERT INTO geo (rid, pid, wkb) VALUES (?, ?, ?)",
+                (rid, pid, geometry_to_wkb(geometry)),
+            ).lastrowid
+            minx, miny, maxx, maxy = geometry_bounds(geometry)
+            conn.execute(
+                "INSERT INTO geo_rtree (gid, minx, maxx, miny, maxy) VALUES (?,?,?,?,?)",
+                (gid, minx, maxx, miny, maxy),
+            )
+
+    @staticmethod
+    def _unindex_entity(conn: sqlite3.Connection, rid: int) -> None:
+        conn.execute("DELETE FROM entity_types WHERE rid = ?", (rid,))
+        conn.execute("DELETE FROM entity_scopes WHERE rid = ?", (rid,))
+        conn.execute("DELETE FROM attr_values WHERE rid = ?", (rid,))
+        conn.execute(
+            "DELETE FROM geo_rtree WHERE gid IN (SELECT gid FROM geo WHERE rid = ?)", (rid,)
+        )
+        conn.execute("DELETE FROM geo WHERE rid = ?", (rid,))
+
+    def _apply_change(
+        self, conn: sqlite3.Connection, tenant: str | None, change: EntityChange
+    ) -> ChangeResult:
+        row = conn.execute(
+            "SELECT rid, doc FROM entities WHERE id = ?", (change.entity_id,)
+        ).fetchone()
+        old = orjson.loads(row[1]) if row else None
+        current = orjson.loads(row[1]) if row else None
+        outcome = change.apply(current)
+        if isinstance(outcome, Write):
+            entity = outcome.entity
+            doc = orjson.dumps(entity)
+            if row is None:
+                rid = conn.execute(
+                    "INSERT INTO entities (id, created_at, modified_at, doc) VALUES (?,?,?,?)",
+                    (entity["id"], entity["createdAt"], entity["modifiedAt"], doc),
+                ).lastrowid
+            else:
+                rid = row[0]
+                conn.execute(
+                    "UPDATE entities SET modified_at = ?, doc = ? WHERE rid = ?",
+                    (entity["modifiedAt"], doc, rid),
+                )
+                self._unindex_entity(conn, rid)
+            self._index_entity(conn, tenant, rid, entity)
+            return ChangeResult(change.entity_id, outcome.result, old=old, new=entity)
+        if isinstance(outcome, Delete):
+            if row is not None:
+                self._unindex_entity(conn, row[0])
+                conn.execute("DELETE FROM entities WHERE rid = ?", (row[0],))
+            return ChangeResult(change.entity_id, outcome.result, old=old, new=None)
+        if isinstance(outcome, Keep):
+            return ChangeResult(change.entity_id, outcome.result, old=old, new=old)
+        raise TypeError(f"apply returned {outcome!r}")
+
+    async def tenant_exists(self, tenant: str | None) -> bool:
+        tenant = validate_tenant(tenant)
+        return tenant in self._known_tenants or self._file(tenant).exists()
+
+    async def change_entities(
+        self, tenant: str | None, changes: Sequence[EntityChange]
+    ) -> list[ChangeResult]:
+        tenant = validate_tenant(tenant)
+
+        def run(conn: sqlite3.Connection) -> list[ChangeResult]:
+            results: list[ChangeResult] = []
+            for change in changes:
+                conn.execute("SAVEPOINT change")
+                try:
+                    results.append(self._apply_change(conn, tenant, change))
+                    conn.execute("RELEASE change")
+                except NgsiLdError as err:
+                    conn.execute("ROLLBACK TO change")
+                    conn.execute("RELEASE change")
+                    results.append(ChangeResult(change.entity_id, error=err))
+            return results
+
+        return await self._write(tenant, run)
+
+    async def get_entity(self, tenant: str | None, entity_id: str) -> Entity | None:
+        tenant = validate_tenant(tenant)
+
+        def run(conn: sqlite3.Connection) -> Entity | None:
+            row = conn.execute("SELECT doc FROM entities WHERE id = ?", (entity_id,)).fetchone()
+            return orjson.loads(row[0]) if row else None
+
+        return await self._read(tenant, run)
+
+    # --- queries
+
+    def _geo_match(self, slot: int, wkb: bytes) -> bool:
+        return self._slots[slot].matches_wkb(wkb)
+
+    def _geo_distance(self, slot: int, wkb: bytes) -> float:
+        return self._slots[slot].distance_m(wkb)
+
+    def _scope_match(self, slot: int, scopes_json: str) -> bool:
+        from urbanstack.ngsild.scope import match_scope
+
+        return match_scope(self._slots[slot], orjson.loads(scopes_json))
+
+    async def query_entities(self, tenant: str | None, query: EntityQuery) -> QueryResult:
+        tenant = validate_tenant(tenant)
+        predicate = None
+        if query.geo is not None:
+            from urbanstack.ngsild.geo import compile_geo_query
+
+            predicate = compile_geo_query(query.geo)
+
+        def run(conn: sqlite3.Connection) -> QueryResult:
+            slot = id(predicate)
+            scope_slot = id(query.scope_q)
+            if predicate is not None:
+                self._slots[slot] = predicate
+            if query.scope_q is not None:
+                self._slots[scope_slot] = query.scope_q
+            try:
+                return self._run_query(conn, tenant, query, predicate, slot)
+            finally:
+                self._slots.pop(slot, None)
+                self._slots.pop(scope_slot, None)
+
+        return await self._read(tenant, run)
+
+    def _run_query(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str | None,
+        query: EntityQuery,
+        predicate: Any,
+        slot: int,
+    ) -> QueryResult:
+        lookup = self._pid_lookup(conn, tenant)
+        bbox = predicate.bbox() if predicate is not None else None
+        compiled = compile_query(
+            query, lookup, slot if predicate is not None else None, bbox
+        )
+        if compiled.impossible:
+            return QueryResult([], 0 if query.count else None)
+        source = " ".join(["entities e", *compiled.joins])
+        where = " AND ".join(compiled.where) or "1"
+        params = compiled.join_params + compiled.params
+        total = None
+        if query.count:
+            total = conn.execute(
+                f"SELECT count(DISTINCT e.rid) FROM {source} WHERE {where}", params
+            ).fetchone()[0]
+        if query.limit == 0:
+            return QueryResult([], total)
+        if compiled.near:
+            sql = (
+                f"SELECT e.doc, min(geo_distance(?, g.wkb)) AS d FROM {source} WHERE {where} "
+                "GROUP BY e.rid ORDER BY d, e.rid LIMIT ? OFFSET ?"
+            )
+            rows = conn.execute(sql, [slot, *params, query.limit, query.offset]).fetchall()
+        elif compiled.joins:
+            sql = (
+                f"SELECT e.doc FROM {source} WHERE {where} GROUP BY e.rid ORDER BY e.rid "
+                "LIMIT ? OFFSET ?"
+            )
+            rows = conn.execute(sql, [*params, query.limit, query.offset]).fetchall()
+        else:
+            sql = f"SELECT e.doc FROM entities e WHERE {where} ORDER BY e.rid LIMIT ? OFFSET ?"
+            rows = conn.execute(sql, [*params, query.limit, query.offset]).fetchall()
+        return QueryResult([orjson.loads(r[0]) for r in rows], total)
+
+    async def discovery(self, tenant: str | None) -> list[DiscoveryRow]:
+        tenant = validate_tenant(tenant)
+
+        def run(conn: sqlite3.Connection) -> list[DiscoveryRow]:
+            rows = conn.execute(
+                "SELECT type, NULL, NULL, count(*) FROM entity_types GROUP BY type"
+            ).fetchall()
+            rows += conn.execute(
+                "SELECT t.type, p.path, av.kind, count(DISTINCT av.rid) FROM attr_values av "
+                "JOIN paths p ON p.pid = av.pid JOIN entity_types t ON t.rid = av.rid "
+                "WHERE av.kind IS NOT NULL AND instr(p.path, char(31)) = 0 "
+                "GROUP BY t.type, p.path, av.kind"
+            ).fetchall()
+            return [DiscoveryRow(*r) for r in rows]
+
+        return await self._read(tenant, run)
+
+    # --- contexts (kept in the default tenant's file)
+
+    @staticmethod
+    def _context(row: tuple[Any, ...]) -> ContextRecord:
+        return ContextRecord(
+            id=row[0],
+            url=row[1],
+            kind=row[2],
+            body=orjson.loads(row[3]),
+            created_at=row[4],
+            last_used=row[5],
+            hits=row[6],
+        )
+
+    _CONTEXT_COLUMNS = "id, url, kind, body, created_at, last_used, hits"
+
+    async def put_context(self, record: ContextRecord) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM jsonld_contexts WHERE url = ? AND id != ?", (record.url, record.id))
+            conn.execute(
+                f"INSERT OR REPLACE INTO jsonld_contexts ({self._CONTEXT_COLUMNS}) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (
+                    record.id,
+                    record.url,
+                    record.kind,
+                    orjson.dumps(record.body),
+                    record.created_at,
+                    record.last_used,
+                    record.hits,
+                ),
+            )
+
+        await self._write(None, run)
+
+    async def get_context(self, key: str) -> ContextRecord | None:
+        def run(conn: sqlite3.Connection) -> ContextRecord | None:
+            row = conn.execute(
+                f"SELECT {self._CONTEXT_COLUMNS} FROM jsonld_contexts WHERE id = ? OR url = ?",
+                (key, key),
+            ).fetchone()
+            return self._context(row) if row else None
+
+        return await self._read(None, run)
+
+    async def list_contexts(self) -> list[ContextRecord]:
+        def run(conn: sqlite3.Connection) -> list[ContextRecord]:
+            rows = conn.execute(
+                f"SELECT {self._CONTEXT_COLUMNS} FROM jsonld_contexts ORDER BY created_at, id"
+            ).fetchall()
+            return [self._context(r) for r in rows]
+
+        return await self._read(None, run)
+
+    async def delete_context(self, context_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM jsonld_contexts WHERE id = ?", (context_id,))
+            return cur.rowcount > 0
+
+        return await self._write(None, run)
+
+    async def touch_context(self, context_id: str, when: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE jsonld_contexts SET hits = hits + 1, last_used = ? WHERE id = ?",
+                (when, context_id),
+            )
+
+        await self._write(None, run)
+
+
+def load_from_url(url: str, **options: Any) -> SQLiteStore:
+    """Build a store from ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` (or a path)."""
+    # sqlite:///relative/path.db and sqlite:////absolute/path.db, as SQLAlchemy spells them
+    path = url.removeprefix("sqlite://")
+    if url.startswith("sqlite://"):
+        path = path.removeprefix("/")
+    if not path:
+        raise ValueError(f"No database path in store URL {url!r}")
+    return SQLiteStore(path, **options)

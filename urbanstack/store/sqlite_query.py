@@ -1,0 +1,192 @@
+"""Compiling an :class:`EntityQuery` into one SQLite statement over the index tables.
+
+The semantics are those of :func:`urbanstack.ngsild.q.match_q` (the reference
+evaluator); the shared store tests check that both agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from urbanstack.ngsild.errors import BadRequestData
+from urbanstack.ngsild.q import And, AttrPath, Comparison, DateTimeValue, Or, QExpr, Range
+from urbanstack.ngsild.query import EntityQuery
+from urbanstack.ngsild.scope import ScopeExpr
+from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeName, TypeOr
+from urbanstack.store.sqlite_index import KEY, SUB, sql_value
+
+PathLookup = Callable[[str], int | None]  # path -> pid (None when never stored)
+
+
+@dataclass
+class CompiledQuery:
+    """SQL text and parameters; ``geo_slot`` names the predicate the UDFs must use."""
+
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    joins: list[str] = field(default_factory=list)
+    join_params: list[Any] = field(default_factory=list)
+    near: bool = False
+    impossible: bool = False
+
+
+def path_text(path: AttrPath) -> str:
+    """The index path of a q attribute path."""
+    text = path.attr
+    for sub in path.subs:
+        text += SUB + sub
+    for key in path.keys:
+        text += KEY + key
+    return text
+
+
+def _literal(value: Any) -> Any:
+    if isinstance(value, DateTimeValue):
+        return value.text
+    return sql_value(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _value_condition(op: str, value: Any, params: list[Any]) -> str:
+    """A condition on ``av.val`` for one comparison (without the path test)."""
+    if isinstance(value, Range):
+        params += [_literal(value.low), _literal(value.high)]
+        return "av.val BETWEEN ? AND ?"
+    if isinstance(value, tuple):
+        params += [_literal(v) for v in value]
+        return f"av.val IN ({','.join('?' * len(value))})"
+    if isinstance(value, re.Pattern):
+        params.append(value.pattern)
+        return "typeof(av.val) = 'text' AND regexp(?, av.val)"
+    lit = _literal(value)
+    params.append(lit)
+    numeric = _is_number(value) or isinstance(value, bool)
+    if op == "==":
+        return "av.val = ?"
+    if op in (">", ">="):
+        # numbers sort before all text in SQLite: bound numeric scans below ''
+        return f"av.val {op} ?" + (" AND av.val < ''" if numeric else "")
+    if op in ("<", "<="):
+        return f"av.val {op} ?" + ("" if numeric else " AND av.val >= ''")
+    raise BadRequestData(f"Unsupported q operator {op!r}")
+
+
+def _comparison_sql(term: Comparison, lookup: PathLookup, params: list[Any]) -> str:
+    pid = lookup(path_text(term.path))
+    if pid is None:
+        return "0"  # no entity ever had this path
+    base = f"SELECT 1 FROM attr_values av WHERE av.rid = e.rid AND av.pid = {pid}"
+    if term.op == "exists":
+        if term.path.keys:
+            return f"EXISTS ({base})"
+        return f"EXISTS ({base} AND av.kind IS NOT NULL)"
+    if term.op in ("!=", "!~="):
+        positive = "==" if term.op == "!=" else "~="
+        cond = _value_condition(positive, term.value, params)
+        exists = f"EXISTS ({base})"
+        return f"({exists} AND NOT EXISTS ({base} AND {cond}))"
+    cond = _value_condition(term.op, term.value, params)
+    return f"EXISTS ({base} AND {cond})"
+
+
+def compile_q(expr: QExpr, lookup: PathLookup, params: list[Any]) -> str:
+    """SQL for a q expression, correlated on ``e.rid``."""
+    if isinstance(expr, Comparison):
+        return _comparison_sql(expr, lookup, params)
+    if isinstance(expr, And):
+        return "(" + " AND ".join(compile_q(t, lookup, params) for t in expr.terms) + ")"
+    if isinstance(expr, Or):
+        return "(" + " OR ".join(compile_q(t, lookup, params) for t in expr.terms) + ")"
+    raise TypeError(f"not a q expression: {expr!r}")
+
+
+def _flat_type_names(expr: TypeExpr) -> list[str] | None:
+    if isinstance(expr, TypeName):
+        return [expr.iri]
+    if isinstance(expr, TypeOr):
+        names: list[str] = []
+        for term in expr.terms:
+            sub = _flat_type_names(term)
+            if sub is None:
+                return None
+            names += sub
+        return names
+    return None
+
+
+def compile_types(expr: TypeExpr, params: list[Any]) -> str:
+    """SQL for a type expression, correlated on ``e.rid``."""
+    flat = _flat_type_names(expr)
+    if flat is not None:
+        params += flat
+        marks = ",".join("?" * len(flat))
+        return f"e.rid IN (SELECT t.rid FROM entity_types t WHERE t.type IN ({marks}))"
+    if isinstance(expr, TypeAnd):
+        return "(" + " AND ".join(compile_types(t, params) for t in expr.terms) + ")"
+    if isinstance(expr, TypeOr):
+        return "(" + " OR ".join(compile_types(t, params) for t in expr.terms) + ")"
+    raise TypeError(f"not a type expression: {expr!r}")
+
+
+def compile_scope(expr: ScopeExpr, params: list[Any]) -> str:
+    """SQL for a scopeQ expression: evaluated over the entity's own scope rows."""
+    params.append(id(expr))
+    return (
+        "EXISTS (SELECT 1 FROM entity_scopes s WHERE s.rid = e.rid) AND "
+        "scope_match(?, (SELECT json_group_array(s.scope) FROM entity_scopes s "
+        "WHERE s.rid = e.rid))"
+    )
+
+
+def compile_query(
+    query: EntityQuery,
+    lookup: PathLookup,
+    geo_slot: int | None = None,
+    geo_bbox: tuple[float, float, float, float] | None = None,
+) -> CompiledQuery:
+    """The WHERE clauses (and geo join) selecting the entities of ``query``."""
+    out = CompiledQuery()
+    if query.ids:
+        out.where.append(f"e.id IN ({','.join('?' * len(query.ids))})")
+        out.params += list(query.ids)
+    if query.id_pattern:
+        out.where.append("regexp(?, e.id)")
+        out.params.append(query.id_pattern)
+    if query.types is not None:
+        out.where.append(compile_types(query.types, out.params))
+    if query.attrs:
+        pids = [p for p in (lookup(a) for a in query.attrs) if p is not None]
+        if not pids:
+            out.impossible = True
+        else:
+            out.where.append(
+                "EXISTS (SELECT 1 FROM attr_values av WHERE av.rid = e.rid AND av.pid IN "
+                f"({','.join(str(p) for p in pids)}) AND av.kind IS NOT NULL)"
+            )
+    if query.q is not None:
+        out.where.append(compile_q(query.q, lookup, out.params))
+    if query.scope_q is not None:
+        out.where.append(compile_scope(query.scope_q, out.params))
+    if query.geo is not None and geo_slot is not None:
+        gpid = lookup(query.geo.geoproperty)
+        if gpid is None:
+            out.impossible = True
+            return out
+        out.near = query.geo.georel == "near"
+        out.joins.append(f"JOIN geo g ON g.rid = e.rid AND g.pid = {gpid}")
+        if geo_bbox is not None:
+            minx, miny, maxx, maxy = geo_bbox
+            out.joins.append(
+                "JOIN geo_rtree r ON r.gid = g.gid AND r.maxx >= ? AND r.minx <= ? "
+                "AND r.maxy >= ? AND r.miny <= ?"
+            )
+            out.join_params += [minx, maxx, miny, maxy]
+        out.where.append("geo_match(?, g.wkb)")
+        out.params.append(geo_slot)
+    return out
