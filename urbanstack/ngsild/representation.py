@@ -98,7 +98,9 @@ def _render_instance(
         out = {"type": attr_type, member: value, **out}
     else:
         out = {member: value, **out}
-    for key in ("observedAt", "unitCode", "datasetId"):
+    if "observedAt" in inst:
+        out["observedAt"] = _public_time(inst["observedAt"])
+    for key in ("unitCode", "datasetId"):
         if key in inst:
             out[key] = inst[key]
     if "objectType" in inst:
