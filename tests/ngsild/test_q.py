@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from urbanstack.ngsild.errors import BadRequestData, OperationNotSupported, TooComplexQuery
+from urbanstack.ngsild.errors import (
+    BadRequestData,
+    NgsiLdError,
+    OperationNotSupported,
+    TooComplexQuery,
+)
 from urbanstack.ngsild.q import (
     And,
     AttrPath,
@@ -575,10 +583,11 @@ def test_exists_on_compound_key() -> None:
     assert not matches("address[country]")
 
 
-def test_exists_on_compound_key_holding_null() -> None:
+def test_compound_key_holding_null_does_not_exist() -> None:
     doc = entity()
     doc["attrs"][EX + "address"][0]["value"]["city"] = None
-    assert matches("address[city]", doc)
+    assert not matches("address[city]", doc)
+    assert not matches('address[city]!="Hue"', doc)
 
 
 @pytest.mark.parametrize(
@@ -989,13 +998,62 @@ def test_entity_without_attrs_matches_nothing() -> None:
     assert not matches("name", {"id": "urn:x:1", "type": [EX + "T"]})
 
 
-def test_instance_without_value_member_does_not_exist() -> None:
+def test_instance_without_value_member_exists_but_equals_nothing() -> None:
     doc = entity()
-    doc["attrs"][EX + "name"] = [{"type": "Relationship"}]
-    assert not matches("name", doc)
+    doc["attrs"][EX + "name"] = [{"type": "Property"}]
+    assert matches("name", doc)
+    assert matches('name!="x"', doc)
+    assert not matches('name=="x"', doc)
 
 
 def test_attribute_with_no_instances_does_not_exist() -> None:
     doc = entity()
     doc["attrs"][EX + "name"] = []
     assert not matches("name", doc)
+
+
+def test_other_typed_values_are_plain_objects() -> None:
+    doc = entity()
+    doc["attrs"][EX + "built"] = [
+        {"type": "Property", "value": {"@type": "Date", "@value": "1899-01-01"}}
+    ]
+    assert not matches("built==1899-01-01", doc)
+    assert not matches('built=="1899-01-01"', doc)
+    assert matches('built[@value]=="1899-01-01"', doc)
+
+
+def test_stored_date_string_is_a_plain_string() -> None:
+    doc = entity()
+    doc["attrs"][EX + "built"] = [{"type": "Property", "value": "1899-01-01"}]
+    assert matches('built=="1899-01-01"', doc)
+    assert not matches("built==1899-01-01", doc)
+
+
+def test_language_map_exists_without_key() -> None:
+    assert matches("label")
+    assert matches("label[*]")
+    assert matches("label[vi]")
+
+
+# --- robustness ---------------------------------------------------------------------------
+
+_Q_ALPHABET = st.sampled_from(
+    [*list('ab.[]();|,=!<>~"\\ 01-:eTZ+*#/?'), "==", "!=", "~=", "..", "true", "urn:x", "(?i)"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_Q_ALPHABET, min_size=1, max_size=16).map("".join))
+def test_parser_raises_only_ngsi_ld_errors(text: str) -> None:
+    try:
+        expr = parse(text)
+    except NgsiLdError:
+        return
+    assert isinstance(match_q(expr, entity()), bool)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_parser_handles_arbitrary_text(text: str) -> None:
+    with contextlib.suppress(NgsiLdError):
+        parse(text)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from urbanstack.ngsild.errors import BadRequestData, TooComplexQuery
+from urbanstack.ngsild.errors import BadRequestData, NgsiLdError, TooComplexQuery
 from urbanstack.ngsild.scope import (
     ScopeAnd,
     ScopeOr,
@@ -290,3 +292,13 @@ def test_scope_pattern_regex_agrees_with_match_scope(
     assert isinstance(pattern, ScopePattern)
     assert bool(re.search(scope_pattern_regex(pattern), scope)) is expected
     assert match_scope(pattern, [scope]) is expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(list("/ab+#;|,() _-")), min_size=1, max_size=16).map("".join))
+def test_parser_raises_only_ngsi_ld_errors(text: str) -> None:
+    try:
+        expr = parse_scope_q(text)
+    except NgsiLdError:
+        return
+    assert isinstance(match_scope(expr, SCOPES), bool)

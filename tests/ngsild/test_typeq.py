@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from urbanstack.ngsild.errors import BadRequestData, TooComplexQuery
+from urbanstack.ngsild.errors import BadRequestData, NgsiLdError, TooComplexQuery
 from urbanstack.ngsild.typeq import (
     TypeAnd,
     TypeName,
@@ -211,3 +213,18 @@ def test_type_names_of_single_type() -> None:
 def test_type_names_collects_every_iri() -> None:
     expr = parse_type_query("(Home;Vehicle)|Motorhome,ex:Van", expand)
     assert type_names(expr) == {EX + "Home", EX + "Vehicle", EX + "Motorhome", EX + "Van"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([*list("AB:/#;|,() =*"), "ex:", "urn:x"]), min_size=1, max_size=16
+    ).map("".join)
+)
+def test_parser_raises_only_ngsi_ld_errors(text: str) -> None:
+    try:
+        expr = parse_type_query(text, expand)
+    except NgsiLdError:
+        return
+    assert isinstance(match_types(expr, [EX + "A"]), bool)
+    assert type_names(expr)

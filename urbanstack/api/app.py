@@ -115,12 +115,14 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
+        LOGGER.info("store opened: %s", settings.store)
         try:
             yield
         finally:
             if isinstance(http_fetcher, HttpContextFetcher):
                 await http_fetcher.close()
             await store.close()
+            LOGGER.info("store closed")
 
     app = Starlette(
         routes=[

@@ -47,8 +47,8 @@ from urbanstack.ngsild.errors import BadRequestData
 
 __all__ = [
     "EARTH_RADIUS_M",
-    "GEORELS",
     "GEOMETRY_TYPES",
+    "GEORELS",
     "LOCATION_IRI",
     "QUERY_GEOMETRY_TYPES",
     "GeoPredicate",
@@ -180,9 +180,7 @@ class _Parser:
     ) -> list[list[float]]:
         items = self.array(value, path, what)
         if len(items) < minimum:
-            raise self.fail(
-                path, f"{what} needs at least {minimum} position(s), got {len(items)}"
-            )
+            raise self.fail(path, f"{what} needs at least {minimum} position(s), got {len(items)}")
         return [self.position(p, (*path, i)) for i, p in enumerate(items)]
 
     def ring(self, value: object, path: tuple[object, ...]) -> list[list[float]]:
@@ -213,9 +211,7 @@ class _Parser:
         if not members:
             raise self.fail(path, f"a {kind} needs at least one member")
         if kind == "MultiLineString":
-            return [
-                self.positions(m, (*path, i), 2, "a LineString") for i, m in enumerate(members)
-            ]
+            return [self.positions(m, (*path, i), 2, "a LineString") for i, m in enumerate(members)]
         return [self.polygon(m, (*path, i)) for i, m in enumerate(members)]  # MultiPolygon
 
     def geometry(
@@ -317,7 +313,7 @@ def geometry_to_wkb(geojson: dict[str, Any]) -> bytes:
 
 
 def geometry_bounds(geojson: dict[str, Any]) -> tuple[float, float, float, float]:
-    """Validate ``geojson`` and return its bounds ``(minx, miny, maxx, maxy)`` in lon/lat degrees."""
+    """Validate ``geojson`` and return its bounds ``(minx, miny, maxx, maxy)`` in degrees."""
     shape = _parse(geojson)[1]
     minx, miny, maxx, maxy = shape.bounds
     return (float(minx), float(miny), float(maxx), float(maxy))
@@ -513,7 +509,9 @@ def parse_geo_query(
             "georel, geometry and coordinates must be given together"
         )
     if not isinstance(georel, str):
-        raise BadRequestData(f"Invalid geo-query: 'georel' must be a string, got {_describe(georel)}")
+        raise BadRequestData(
+            f"Invalid geo-query: 'georel' must be a string, got {_describe(georel)}"
+        )
     if not isinstance(geometry, str):
         raise BadRequestData(
             f"Invalid geo-query: 'geometry' must be a string, got {_describe(geometry)}"
@@ -678,7 +676,7 @@ class GeoPredicate:
         if self._near:
             if self._point is not None and normalised["type"] == "Point":
                 lon, lat = normalised["coordinates"][:2]
-                return self._in_range(self._point_distance(lon, lat))
+                return self._in_range(haversine_m(self._lon0, self._lat0, lon, lat))
             return self._in_range(self._shape_distance(shape))
         return bool(self._relation(self._shape, shape))
 
@@ -698,7 +696,7 @@ class GeoPredicate:
         normalised, shape = _parse(candidate)
         if self._point is not None and normalised["type"] == "Point":
             lon, lat = normalised["coordinates"][:2]
-            return self._point_distance(lon, lat)
+            return haversine_m(self._lon0, self._lat0, lon, lat)
         return self._shape_distance(shape)
 
     def __repr__(self) -> str:
@@ -710,11 +708,6 @@ class GeoPredicate:
         if self._max is not None and not distance <= self._max:
             return False
         return self._min is None or distance >= self._min
-
-    def _point_distance(self, lon: float, lat: float) -> float:
-        if self._point is None:
-            return self._shape_distance(shapely.Point(lon, lat))
-        return haversine_m(self._lon0, self._lat0, lon, lat)
 
     def _wkb_distance(self, wkb: bytes) -> float:
         if (

@@ -43,7 +43,7 @@ Accepted syntax (a superset of the clause 4.9 ABNF)
   unquoted, in which case it ends at the first ``;`` or ``|`` outside parentheses and
   brackets or at an unbalanced ``)``: write ``name~=(?i)(foo|bar)`` or quote it,
   ``name~=foo|bar`` is ``name~=foo`` OR ``bar`` (exists). Patterns are Python ``re``
-  syntax (a superset of the POSIX ERE the spec cites, close to PostgreSQL AREs);
+  syntax (a superset of the POSIX ERE the spec cites), evaluated with ``re.search``;
   POSIX bracket classes ``[[:alpha:]]`` are translated, a leading ``(?i)`` makes the
   match case-insensitive; invalid patterns raise ``BadRequestData``.
 
@@ -89,7 +89,6 @@ VALUE_MEMBERS = {
     "ListRelationship": "objectList",
 }
 _RELATIONSHIP_TYPES = frozenset({"Relationship", "ListRelationship"})
-_DATETIME_TYPES = frozenset({"DateTime", "Date"})
 
 
 # --- AST ---------------------------------------------------------------------------------
@@ -216,8 +215,9 @@ def normalize_datetime(text: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _stored_datetime(text: str) -> str | None:
-    """The normalised form of a stored string when it is a valid datetime, else None."""
-    if len(text) < 10 or not text[:4].isdigit():
+    """The normalised form of a stored string that is a valid datetime with a time part
+    (a stored date alone stays a plain string), else None."""
+    if len(text) < 19 or text[10] not in "Tt" or not text[:4].isdigit():
         return None
     try:
         return normalize_datetime(text)
@@ -730,13 +730,15 @@ def match_q(expr: QExpr, entity: dict[str, Any]) -> bool:
     Targets: the path selects every instance of the attribute (any ``datasetId``);
     ``subs`` descend into ``instance["subs"][iri]``; a core member reads that instance's
     member (``observedAt`` ...); the top-level ``createdAt``/``modifiedAt`` read the
-    entity's. The target value of an instance is its ``value`` (Property,
-    GeoProperty; a ``{"@type": "DateTime"|"Date", "@value": ...}`` counts as a
-    datetime), ``object`` (Relationship), every value of ``languageMap``
-    (LanguageProperty; ``keys[0]`` picks one language, ``*`` any), ``vocab``,
-    ``valueList``, ``objectList`` or ``json``. ``keys`` descend into dict values
-    (through lists of dicts too, like PostgreSQL lax jsonpath); a missing key means
-    the target does not exist. A list value is compared element by element.
+    entity's. Every selected instance is a target (it exists) and its value is its
+    ``value`` (Property, GeoProperty; a ``{"@type": "DateTime", "@value": ...}``
+    counts as a datetime, other typed values are plain dicts), ``object``
+    (Relationship), the texts of every language of ``languageMap``
+    (LanguageProperty; ``keys == (lang,)`` keeps one language, ``("*",)`` all of
+    them), ``vocab``, ``valueList``, ``objectList`` or ``json``. ``keys`` descend
+    into dict values (through lists of dicts too, like a lax JSON path); a missing
+    key or a ``null`` member means the target does not exist. A list value is
+    compared element by element.
 
     Operators: ``exists`` holds when at least one target exists. ``==`` and the
     ordering operators hold when some element of some target satisfies them (a value
@@ -745,8 +747,8 @@ def match_q(expr: QExpr, entity: dict[str, Any]) -> bool:
     range (an element of another type counts as unequal, as clause 4.9 says).
     Numbers compare with numbers, strings with strings (code point order),
     datetimes with datetimes (a stored string that is a valid datetime, see
-    ``normalize_datetime``, compares with a ``DateTimeValue``), booleans with ``==``
-    and ``!=`` only; any other pairing is no match. Relationship and
+    ``normalize_datetime``, with a time part, compares with a ``DateTimeValue``),
+    booleans with ``==`` and ``!=`` only; any other pairing is no match. Relationship and
     ListRelationship targets only take ``==`` and ``!=`` (clause 4.9): any other
     operator does not match them. ``~=`` holds when a string element contains a
     match (``re.search``); ``!~=`` holds when the target has at least one string
@@ -786,33 +788,32 @@ def _targets(path: AttrPath, entity: dict[str, Any]) -> list[tuple[Any, bool]]:
     out: list[tuple[Any, bool]] = []
     for node in nodes:
         if member is not None:
-            if member in node:
+            if node.get(member) is not None:
                 out.append((node[member], False))
             continue
         attr_type = node.get("type", "Property")
+        value = node.get(VALUE_MEMBERS.get(attr_type, "value"))
         if attr_type == "LanguageProperty":
-            language_map = node.get("languageMap")
-            if not isinstance(language_map, dict):
-                continue
-            if not path.keys:
-                out.extend((text, False) for text in language_map.values())
-            elif len(path.keys) == 1:
-                lang = path.keys[0]
-                if lang == "*":
-                    out.extend((text, False) for text in language_map.values())
-                elif lang in language_map:
-                    out.append((language_map[lang], False))
-            continue
-        value_member = VALUE_MEMBERS.get(attr_type, "value")
-        if value_member not in node:
+            language_map = value if isinstance(value, dict) else {}
+            if not path.keys or path.keys == ("*",):
+                out.append((_language_texts(language_map.values()), False))
+            elif len(path.keys) == 1 and language_map.get(path.keys[0]) is not None:
+                out.append((_language_texts([language_map[path.keys[0]]]), False))
             continue
         is_rel = attr_type in _RELATIONSHIP_TYPES
-        value = node[value_member]
         if path.keys:
             out.extend((v, is_rel) for v in _descend(value, path.keys))
         else:
             out.append((value, is_rel))
     return out
+
+
+def _language_texts(values: Iterable[Any]) -> list[Any]:
+    """The texts of languageMap values (a value is a string or a list of strings)."""
+    texts: list[Any] = []
+    for value in values:
+        texts.extend(value if isinstance(value, list) else [value])
+    return texts
 
 
 def _descend(value: Any, keys: tuple[str, ...]) -> list[Any]:
@@ -821,10 +822,10 @@ def _descend(value: Any, keys: tuple[str, ...]) -> list[Any]:
         found: list[Any] = []
         for item in current:
             if isinstance(item, dict):
-                if key in item:
+                if item.get(key) is not None:
                     found.append(item[key])
             elif isinstance(item, list):
-                found.extend(e[key] for e in item if isinstance(e, dict) and key in e)
+                found.extend(e[key] for e in item if isinstance(e, dict) and e.get(key) is not None)
         current = found
     return current
 
@@ -836,7 +837,7 @@ def _elements(value: Any) -> list[Any]:
     for item in items:
         if (
             isinstance(item, dict)
-            and item.get("@type") in _DATETIME_TYPES
+            and item.get("@type") == "DateTime"
             and isinstance(item.get("@value"), str)
         ):
             normalized = _stored_datetime(item["@value"])

@@ -227,7 +227,7 @@ def match_scope(expr: ScopeExpr, scopes: list[str]) -> bool:
 
 
 def scope_pattern_regex(pattern: ScopePattern) -> str:
-    """An anchored regular expression (Python and PostgreSQL syntax) matching the
+    """An anchored regular expression (Python ``re`` syntax) matching the
     stored scopes (with their leading ``/``) that ``pattern`` matches."""
     parts = "".join(
         "/[^/]+" if level == "+" else "/" + re.escape(level) for level in pattern.levels

@@ -1,0 +1,167 @@
+"""Against a real `urbanstack serve` process on 127.0.0.1: startup, shutdown, durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.server
+
+ENTITY = {
+    "id": "urn:ngsi-ld:WaterObserved:kim-long",
+    "type": "WaterObserved",
+    "height": {"type": "Property", "value": 1.2, "unitCode": "MTR"},
+    "location": {
+        "type": "GeoProperty",
+        "value": {"type": "Point", "coordinates": [107.5625, 16.4651]},
+    },
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A urbanstack serve subprocess on a free port."""
+
+    def __init__(self, store: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "URBANSTACK_STORE": f"sqlite:///{store}"}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "urbanstack.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "info",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    self.proc.stdout.read().decode() if self.proc.stdout else "exited"
+                )
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop(signal.SIGKILL)
+        raise RuntimeError("urbanstack serve did not become healthy")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        return self.proc.stdout.read().decode() if self.proc.stdout else ""
+
+
+@pytest.fixture
+def store_file(tmp_path: Path) -> Path:
+    return tmp_path / "city.db"
+
+
+@pytest.fixture
+def server(store_file: Path) -> Iterator[Server]:
+    srv = Server(store_file)
+    try:
+        yield srv
+    finally:
+        srv.stop(signal.SIGKILL)
+
+
+def test_served_broker_creates_and_retrieves_entity(server: Server) -> None:
+    created = httpx.post(server.url + "/ngsi-ld/v1/entities", json=ENTITY)
+    assert created.status_code == 201
+    got = httpx.get(
+        server.url + "/ngsi-ld/v1/entities/" + ENTITY["id"], params={"options": "keyValues"}
+    )
+    assert got.json()["height"] == 1.2
+
+
+def test_sigterm_exits_cleanly_and_keeps_data(server: Server, store_file: Path) -> None:
+    httpx.post(server.url + "/ngsi-ld/v1/entities", json=ENTITY).raise_for_status()
+    # uvicorn re-raises the signal once shut down, so the exit status names SIGTERM
+    assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    log = server.output()
+    assert "store closed" in log and "Traceback" not in log
+    again = Server(store_file)
+    try:
+        assert httpx.get(again.url + "/ngsi-ld/v1/entities/" + ENTITY["id"]).status_code == 200
+    finally:
+        again.stop(signal.SIGKILL)
+
+
+def test_sigterm_lets_in_flight_request_finish(server: Server, store_file: Path) -> None:
+    batch = [{**ENTITY, "id": f"urn:ngsi-ld:WaterObserved:{n}"} for n in range(10000)]
+    answers: list[int] = []
+
+    def send() -> None:
+        reply = httpx.post(
+            server.url + "/ngsi-ld/v1/entityOperations/upsert", json=batch, timeout=60
+        )
+        answers.append(reply.status_code)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.3)  # the upload is done and the batch is being written
+    server.stop(signal.SIGTERM)
+    sender.join(60)
+    assert answers == [201]
+    again = Server(store_file)
+    try:
+        reply = httpx.get(
+            again.url + "/ngsi-ld/v1/entities",
+            params={"type": "WaterObserved", "count": "true", "limit": "0"},
+        )
+        assert reply.headers["NGSILD-Results-Count"] == "10000"
+    finally:
+        again.stop(signal.SIGKILL)
+
+
+def test_acknowledged_writes_survive_kill_9(server: Server, store_file: Path) -> None:
+    ids = []
+    for n in range(50):
+        entity = {**ENTITY, "id": f"urn:ngsi-ld:WaterObserved:g{n}"}
+        assert httpx.post(server.url + "/ngsi-ld/v1/entities", json=entity).status_code == 201
+        ids.append(entity["id"])
+    server.stop(signal.SIGKILL)
+    again = Server(store_file)
+    try:
+        reply = httpx.get(
+            again.url + "/ngsi-ld/v1/entities",
+            params={"type": "WaterObserved", "count": "true", "limit": "0"},
+        )
+        assert reply.headers["NGSILD-Results-Count"] == "50"
+    finally:
+        again.stop(signal.SIGKILL)
+
+
+def test_version_flag_prints_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "urbanstack.cli", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "urbanstack" in out.stdout

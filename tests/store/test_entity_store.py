@@ -1,0 +1,262 @@
+"""The storage contract (store/base.py), run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from urbanstack.ngsild.errors import AlreadyExists, NonexistentTenant
+from urbanstack.ngsild.geo import parse_geo_query
+from urbanstack.ngsild.jsonld import core_term_map
+from urbanstack.ngsild.model import Entity, parse_entity
+from urbanstack.ngsild.q import match_q, parse_query_q
+from urbanstack.ngsild.query import EntityQuery
+from urbanstack.ngsild.typeq import parse_type_query
+from urbanstack.store import store_from_url
+from urbanstack.store.base import ContextRecord, Delete, EntityChange, EntityStore, Keep, Write
+
+pytestmark = pytest.mark.anyio
+TERMS = core_term_map()
+NOW = "2026-11-23T10:00:00.000000Z"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[EntityStore]:
+    backend = store_from_url(store_url)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def station(n: int, **attrs: object) -> Entity:
+    body = {
+        "id": f"urn:ngsi-ld:AirQualityObserved:{n}",
+        "type": "AirQualityObserved",
+        "pm25": {"type": "Property", "value": 10.0 + n, "unitCode": "GQ"},
+        "location": {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": [107.5 + n / 1000, 16.46]},
+        },
+        **attrs,
+    }
+    return parse_entity(body, TERMS, NOW)
+
+
+def create(entity: Entity) -> EntityChange:
+    def apply(current: Entity | None) -> Write:
+        if current is not None:
+            raise AlreadyExists("exists")
+        return Write(entity, entity["id"])
+
+    return EntityChange(entity["id"], apply)
+
+
+def expand(term: str) -> str:
+    return TERMS.expand(term)
+
+
+async def test_created_entity_is_returned_by_get(store: EntityStore) -> None:
+    entity = station(1)
+    [result] = await store.change_entities(None, [create(entity)])
+    assert result.ok and result.old is None
+    assert await store.get_entity(None, entity["id"]) == entity
+
+
+async def test_refused_change_leaves_entity_and_others_proceed(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(1))])
+    results = await store.change_entities(None, [create(station(1)), create(station(2))])
+    assert isinstance(results[0].error, AlreadyExists)
+    assert results[1].ok
+    assert await store.get_entity(None, station(2)["id"]) is not None
+
+
+async def test_results_come_back_in_order_of_changes(store: EntityStore) -> None:
+    changes = [create(station(n)) for n in range(20, 0, -1)]
+    results = await store.change_entities(None, changes)
+    assert [r.entity_id for r in results] == [c.entity_id for c in changes]
+
+
+async def test_delete_removes_entity_from_queries(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(1))])
+    await store.change_entities(None, [EntityChange(station(1)["id"], lambda cur: Delete())])
+    assert await store.get_entity(None, station(1)["id"]) is None
+    page = await store.query_entities(
+        None, EntityQuery(types=parse_type_query("AirQualityObserved", expand))
+    )
+    assert page.entities == []
+
+
+async def test_keep_changes_nothing(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(1))])
+    [result] = await store.change_entities(
+        None, [EntityChange(station(1)["id"], lambda cur: Keep("same"))]
+    )
+    assert result.result == "same"
+    assert await store.get_entity(None, station(1)["id"]) == station(1)
+
+
+async def test_update_reindexes_values(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(1))])
+
+    def raise_pm25(current: Entity | None) -> Write:
+        assert current is not None
+        current["attrs"][expand("pm25")][0]["value"] = 99.0
+        return Write(current)
+
+    await store.change_entities(None, [EntityChange(station(1)["id"], raise_pm25)])
+    query = EntityQuery(q=parse_query_q("pm25>50", expand))
+    page = await store.query_entities(None, query)
+    assert [e["id"] for e in page.entities] == [station(1)["id"]]
+
+
+async def test_unknown_tenant_read_raises_nonexistent_tenant(store: EntityStore) -> None:
+    with pytest.raises(NonexistentTenant):
+        await store.get_entity("danang", "urn:ngsi-ld:X:1")
+
+
+async def test_write_creates_tenant_isolated_from_default(store: EntityStore) -> None:
+    await store.change_entities("hue", [create(station(1))])
+    assert await store.tenant_exists("hue")
+    assert await store.get_entity("hue", station(1)["id"]) is not None
+    assert await store.get_entity(None, station(1)["id"]) is None
+
+
+async def test_concurrent_writes_all_land(store: EntityStore) -> None:
+    await asyncio.gather(*(store.change_entities(None, [create(station(n))]) for n in range(200)))
+    page = await store.query_entities(
+        None,
+        EntityQuery(types=parse_type_query("AirQualityObserved", expand), limit=1000, count=True),
+    )
+    assert page.total == 200
+
+
+async def test_query_pages_in_creation_order_with_total(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(n)) for n in range(30)])
+    query = EntityQuery(
+        types=parse_type_query("AirQualityObserved", expand), limit=10, offset=10, count=True
+    )
+    page = await store.query_entities(None, query)
+    assert page.total == 30
+    assert [e["id"] for e in page.entities] == [station(n)["id"] for n in range(10, 20)]
+
+
+async def test_near_query_orders_by_distance(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(n)) for n in (5, 1, 3)])
+    geo = parse_geo_query("near;maxDistance==2000", "Point", "[107.5,16.46]", None, expand)
+    page = await store.query_entities(None, EntityQuery(geo=geo))
+    assert [e["id"] for e in page.entities] == [station(n)["id"] for n in (1, 3, 5)]
+
+
+async def test_attrs_filter_keeps_entities_having_one_of_them(store: EntityStore) -> None:
+    with_no2 = station(1, no2={"type": "Property", "value": 3})
+    await store.change_entities(None, [create(with_no2), create(station(2))])
+    page = await store.query_entities(None, EntityQuery(attrs=frozenset({expand("no2")})))
+    assert [e["id"] for e in page.entities] == [with_no2["id"]]
+
+
+def _random_entity(rng: random.Random, n: int) -> Entity:
+    body: dict[str, object] = {
+        "id": f"urn:ngsi-ld:Sensor:{n}",
+        "type": rng.choice(["Sensor", "Gauge"]),
+    }
+    if rng.random() < 0.8:
+        body["level"] = {
+            "type": "Property",
+            "value": rng.choice([rng.randint(0, 9), rng.random() * 10]),
+        }
+    if rng.random() < 0.6:
+        body["status"] = {"type": "Property", "value": rng.choice(["ok", "alarm", "offline", "Ok"])}
+    if rng.random() < 0.5:
+        body["tags"] = {
+            "type": "Property",
+            "value": rng.sample(["river", "air", "hue", "traffic"], 2),
+        }
+    if rng.random() < 0.5:
+        body["refGauge"] = {
+            "type": "Relationship",
+            "object": f"urn:ngsi-ld:Gauge:{rng.randint(0, 3)}",
+        }
+    if rng.random() < 0.5:
+        body["address"] = {
+            "type": "Property",
+            "value": {"city": rng.choice(["Huế", "Hà Nội"]), "ward": rng.randint(1, 3)},
+        }
+    if rng.random() < 0.5:
+        body["level2"] = [
+            {"type": "Property", "value": rng.randint(0, 5), "datasetId": "urn:ngsi-ld:Dataset:a"},
+            {
+                "type": "Property",
+                "value": rng.randint(0, 5),
+                "datasetId": "urn:ngsi-ld:Dataset:b",
+                "observedAt": f"2026-11-{rng.randint(10, 20)}T00:00:00Z",
+                "quality": {"type": "Property", "value": rng.randint(0, 2)},
+            },
+        ]
+    return parse_entity(body, TERMS, NOW)
+
+
+Q_CASES = [
+    "level>5",
+    "level<=3",
+    "level==4",
+    "level!=4",
+    "level==2..6",
+    "level",
+    "!level" if False else "status",
+    'status=="ok"',
+    'status!="ok"',
+    'status~="(?i)^ok"',
+    'status!~="al"',
+    'status=="ok","alarm"',
+    'tags=="hue"',
+    'tags!="hue"',
+    'refGauge=="urn:ngsi-ld:Gauge:2"',
+    'address[city]=="Huế"',
+    "address[ward]>=2",
+    "level2==3",
+    "level2.quality==1",
+    "level2.observedAt>=2026-11-15T00:00:00Z",
+    'level>5;status=="ok"',
+    'level>5|status=="alarm"',
+    "(level<2|level>8);refGauge",
+    'status>"a"',
+    'status<"b"',
+]
+
+
+@pytest.mark.parametrize("q_text", Q_CASES)
+async def test_sql_q_agrees_with_reference_evaluator(store: EntityStore, q_text: str) -> None:
+    rng = random.Random(7)
+    entities = [_random_entity(rng, n) for n in range(150)]
+    await store.change_entities(None, [create(e) for e in entities])
+    expr = parse_query_q(q_text, expand)
+    expected = [e["id"] for e in entities if match_q(expr, e)]
+    page = await store.query_entities(None, EntityQuery(q=expr, limit=1000))
+    assert [e["id"] for e in page.entities] == expected
+
+
+async def test_contexts_round_trip(store: EntityStore) -> None:
+    record = ContextRecord(
+        id="c1",
+        url="https://ex.org/ctx.jsonld",
+        kind="Cached",
+        body={"@context": {"a": "https://ex.org/a"}},
+        created_at=NOW,
+    )
+    await store.put_context(record)
+    await store.touch_context("c1", NOW)
+    by_url = await store.get_context("https://ex.org/ctx.jsonld")
+    assert by_url is not None and by_url.hits == 1 and by_url.body == record.body
+    assert [r.id for r in await store.list_contexts()] == ["c1"]
+    assert await store.delete_context("c1")
+    assert await store.get_context("c1") is None
