@@ -57,8 +57,11 @@ def serve(host: str | None, port: int | None, store: str | None, log_level: str 
         timeout_graceful_shutdown=30,
         lifespan="on",
     )
-    click.echo(f"urbanstack {__version__} on http://{settings.host}:{settings.port}/ngsi-ld/v1 "
-               f"(store {settings.store})", err=True)
+    click.echo(
+        f"urbanstack {__version__} on http://{settings.host}:{settings.port}/ngsi-ld/v1 "
+        f"(store {settings.store})",
+        err=True,
+    )
     uvicorn.Server(config).run()
 
 

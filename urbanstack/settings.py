@@ -1,4 +1,4 @@
-"""Every setting in one place: name, type, default and help; each also read from URBANSTACK_<NAME>."""
+"""Every setting in one place: name, type, default and help; each read from URBANSTACK_<NAME>."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ class Settings:
                 try:
                     values[f.name] = type(f.default)(raw)
                 except ValueError:
-                    raise ValueError(f"URBANSTACK_{f.name.upper()}={raw!r} is not a valid {type(f.default).__name__}") from None
+                    kind = type(f.default).__name__
+                    name = f"URBANSTACK_{f.name.upper()}"
+                    raise ValueError(f"{name}={raw!r} is not a valid {kind}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()

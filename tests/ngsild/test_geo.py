@@ -5,6 +5,7 @@ Fixtures are real places in Huế (Vietnam); the citadel and river outlines are 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -75,9 +76,7 @@ def expand(name: str) -> str:
 
 
 def query(georel: str, geometry: dict[str, Any], geoproperty: str | None = None) -> GeoQuery:
-    parsed = parse_geo_query(
-        georel, geometry["type"], geometry["coordinates"], geoproperty, expand
-    )
+    parsed = parse_geo_query(georel, geometry["type"], geometry["coordinates"], geoproperty, expand)
     assert parsed is not None
     return parsed
 
@@ -110,7 +109,12 @@ def segment_distance(lon: float, lat: float, a: list[float], b: list[float]) -> 
 
 def destination(lon: float, lat: float, bearing: float, metres: float) -> list[float]:
     """The point ``metres`` away on a great circle (longitude wrapped to [-180, 180])."""
-    p1, l1, b, a = math.radians(lat), math.radians(lon), math.radians(bearing), metres / EARTH_RADIUS_M
+    p1, l1, b, a = (
+        math.radians(lat),
+        math.radians(lon),
+        math.radians(bearing),
+        metres / EARTH_RADIUS_M,
+    )
     p2 = math.asin(math.sin(p1) * math.cos(a) + math.cos(p1) * math.sin(a) * math.cos(b))
     l2 = l1 + math.atan2(
         math.sin(b) * math.sin(a) * math.cos(p1), math.cos(a) - math.sin(p1) * math.sin(p2)
@@ -132,7 +136,10 @@ def rects_intersect(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
         point(IMPERIAL_CITY),
         {"type": "MultiPoint", "coordinates": [IMPERIAL_CITY, THIEN_MU_PAGODA]},
         PERFUME_RIVER,
-        {"type": "MultiLineString", "coordinates": [PERFUME_RIVER["coordinates"], INNER_PATH["coordinates"]]},
+        {
+            "type": "MultiLineString",
+            "coordinates": [PERFUME_RIVER["coordinates"], INNER_PATH["coordinates"]],
+        },
         CITADEL,
         {"type": "Polygon", "coordinates": [CITADEL_RING, ENCLOSURE_RING]},
         {"type": "MultiPolygon", "coordinates": [[CITADEL_RING], [THIEN_MU_RING]]},
@@ -201,7 +208,7 @@ def test_validate_suggests_swapped_axes_for_lat_lon_order() -> None:
 
 
 def test_validate_rejects_longitude_out_of_range() -> None:
-    with pytest.raises(BadRequestData, match="longitude 180.5 is outside"):
+    with pytest.raises(BadRequestData, match=r"longitude 180\.5 is outside"):
         validate_geometry(point([180.5, 16.4698]))
 
 
@@ -262,7 +269,7 @@ def test_validate_rejects_zero_length_linestring() -> None:
 
 
 def test_validate_rejects_unclosed_ring() -> None:
-    ring = CITADEL_RING[:-1] + [[107.5650, 16.4630]]
+    ring = [*CITADEL_RING[:-1], [107.5650, 16.4630]]
     with pytest.raises(BadRequestData, match=r"coordinates\[0\]: a linear ring must be closed"):
         validate_geometry({"type": "Polygon", "coordinates": [ring]})
 
@@ -406,7 +413,9 @@ def test_parse_accepts_already_decoded_coordinates() -> None:
 
 
 def test_parse_decodes_polygon_coordinates_from_json_text() -> None:
-    text = "[[[107.565,16.462],[107.5875,16.462],[107.5875,16.482],[107.565,16.482],[107.565,16.462]]]"
+    text = (
+        "[[[107.565,16.462],[107.5875,16.462],[107.5875,16.482],[107.565,16.482],[107.565,16.462]]]"
+    )
     q = parse_geo_query("within", "Polygon", text, None, expand)
     assert q is not None
     assert q.geometry == CITADEL
@@ -433,7 +442,9 @@ def test_parse_expands_custom_geoproperty() -> None:
 
 
 def test_georel_text_round_trips() -> None:
-    q = parse_geo_query("near;maxDistance==500;minDistance==2.5", "Point", IMPERIAL_CITY, None, expand)
+    q = parse_geo_query(
+        "near;maxDistance==500;minDistance==2.5", "Point", IMPERIAL_CITY, None, expand
+    )
     assert q is not None
     assert q.georel_text == "near;maxDistance==500;minDistance==2.5"
 
@@ -480,13 +491,13 @@ def test_parse_rejects_coordinates_inconsistent_with_geometry() -> None:
 
 
 def test_parse_rejects_latitude_95_in_query_coordinates() -> None:
-    with pytest.raises(BadRequestData, match="latitude 95.0 is outside"):
+    with pytest.raises(BadRequestData, match=r"latitude 95\.0 is outside"):
         parse_geo_query("near;maxDistance==5", "Point", "[107.5786,95]", None, expand)
 
 
 def test_parse_rejects_unclosed_query_polygon() -> None:
     with pytest.raises(BadRequestData, match="must be closed"):
-        parse_geo_query("within", "Polygon", [CITADEL_RING[:-1] + [IMPERIAL_CITY]], None, expand)
+        parse_geo_query("within", "Polygon", [[*CITADEL_RING[:-1], IMPERIAL_CITY]], None, expand)
 
 
 def test_parse_rejects_unknown_georel() -> None:
@@ -556,8 +567,12 @@ def test_parse_rejects_repeated_near_modifier() -> None:
 
 
 def test_parse_rejects_min_distance_greater_than_max_distance() -> None:
-    with pytest.raises(BadRequestData, match="minDistance .* is greater than maxDistance"):
-        parse_geo_query("near;maxDistance==100;minDistance==500", "Point", IMPERIAL_CITY, None, expand)
+    with pytest.raises(
+        BadRequestData, match=r"minDistance \(500\) is greater than maxDistance \(100\)"
+    ):
+        parse_geo_query(
+            "near;maxDistance==100;minDistance==500", "Point", IMPERIAL_CITY, None, expand
+        )
 
 
 def test_parse_rejects_modifier_on_non_near_georel() -> None:
@@ -626,7 +641,9 @@ def test_near_min_distance_is_inclusive() -> None:
 
 def test_near_min_and_max_distance_select_a_ring() -> None:
     pred = near(IMPERIAL_CITY, "maxDistance==1500;minDistance==1000")
-    assert [pred.matches(point(p)) for p in (IMPERIAL_CITY, TRUONG_TIEN_BRIDGE, THIEN_MU_PAGODA)] == [
+    assert [
+        pred.matches(point(p)) for p in (IMPERIAL_CITY, TRUONG_TIEN_BRIDGE, THIEN_MU_PAGODA)
+    ] == [
         False,
         True,
         False,
@@ -642,7 +659,7 @@ def test_near_zero_max_distance_matches_only_the_same_point() -> None:
 def test_near_linestring_is_measured_to_its_nearest_point() -> None:
     coords = PERFUME_RIVER["coordinates"]
     expected = min(
-        segment_distance(*TRUONG_TIEN_BRIDGE, a, b) for a, b in zip(coords, coords[1:], strict=False)
+        segment_distance(*TRUONG_TIEN_BRIDGE, a, b) for a, b in itertools.pairwise(coords)
     )
     pred = near(TRUONG_TIEN_BRIDGE, "maxDistance==5000")
     assert pred.distance_m(PERFUME_RIVER) == pytest.approx(expected, rel=1e-6)
@@ -728,7 +745,7 @@ def test_distance_m_for_polygon_query_is_between_nearest_points() -> None:
     assert pred.distance_m(point(TRUONG_TIEN_BRIDGE)) == pytest.approx(expected, rel=1e-6)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(
     lon=st.floats(-170, 170),
     lat=st.floats(-60, 60),
@@ -742,7 +759,9 @@ def test_distance_to_linestring_is_within_half_a_percent_up_to_50_km(
     b = destination(lon, lat, bearings[1], ranges[1])
     assume(math.dist(a, b) > 1e-6)
     expected = segment_distance(lon, lat, a, b)
-    got = near([lon, lat], "maxDistance==1").distance_m({"type": "LineString", "coordinates": [a, b]})
+    got = near([lon, lat], "maxDistance==1").distance_m(
+        {"type": "LineString", "coordinates": [a, b]}
+    )
     # Never below the true minimum (it is the distance to a real point of the line) ...
     assert got >= expected - 1e-6
     # ... and at most 0.5 % (plus 1 mm) above it.
@@ -827,8 +846,20 @@ RELATION_CASES = [
     ("equals", CITADEL, CITADEL_REVERSED, True, "ring_with_other_orientation"),
     ("equals", CITADEL, ENCLOSURE, False, "different_polygon"),
     ("equals", WALK_TO_BRIDGE, WALK_REVERSED, True, "reversed_linestring"),
-    ("equals", MULTI_SPLIT, {"type": "MultiPoint", "coordinates": MULTI_SPLIT["coordinates"][::-1]}, True, "multipoint_any_order"),
-    ("equals", MULTIPOLYGON_CITADEL_AND_PAGODA, MULTIPOLYGON_CITADEL_AND_PAGODA, True, "same_multipolygon"),
+    (
+        "equals",
+        MULTI_SPLIT,
+        {"type": "MultiPoint", "coordinates": MULTI_SPLIT["coordinates"][::-1]},
+        True,
+        "multipoint_any_order",
+    ),
+    (
+        "equals",
+        MULTIPOLYGON_CITADEL_AND_PAGODA,
+        MULTIPOLYGON_CITADEL_AND_PAGODA,
+        True,
+        "same_multipolygon",
+    ),
     ("equals", MULTILINE_INSIDE, INNER_PATH, False, "multilinestring_vs_member"),
     # disjoint
     ("disjoint", CITADEL, PERFUME_RIVER, True, "river_outside_citadel"),
@@ -941,7 +972,7 @@ def test_near_bbox_of_half_the_globe_is_the_whole_world() -> None:
     assert bbox == (-180.0, -90.0, 180.0, 90.0)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(
     lon=st.floats(-180, 180),
     lat=st.floats(-90, 90),
@@ -984,13 +1015,11 @@ def hue_boxes(draw: st.DrawFn) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [box(x1, y1, x2, y2)]}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(
     georel=st.sampled_from(["within", "contains", "intersects", "equals", "overlaps"]),
     query_geometry=hue_boxes(),
-    candidate=st.one_of(
-        hue_boxes(), st.builds(lambda x, y: point([x, y]), hue_lon, hue_lat)
-    ),
+    candidate=st.one_of(hue_boxes(), st.builds(lambda x, y: point([x, y]), hue_lon, hue_lat)),
 )
 def test_bbox_intersects_the_bounds_of_every_relation_match(
     georel: str, query_geometry: dict[str, Any], candidate: dict[str, Any]

@@ -202,10 +202,46 @@ def _random_entity(rng: random.Random, n: int) -> Entity:
                 "quality": {"type": "Property", "value": rng.randint(0, 2)},
             },
         ]
+    if rng.random() < 0.5:
+        body["label"] = {
+            "type": "LanguageProperty",
+            "languageMap": rng.choice([{"en": "Bridge", "vi": "Cầu"}, {"vi": "Chợ"}]),
+        }
+    if rng.random() < 0.5:
+        body["inspected"] = {
+            "type": "Property",
+            "value": rng.choice(
+                ["2024-03-01T09:30:00+02:00", "2024-03-01T08:00:00Z", "not a date", "2024-02-28"]
+            ),
+        }
+    if rng.random() < 0.3:
+        body["opened"] = {
+            "type": "Property",
+            "value": {"@type": "DateTime", "@value": f"2020-05-0{rng.randint(1, 3)}T10:00:00Z"},
+        }
+    if rng.random() < 0.3:
+        body["open"] = {"type": "Property", "value": rng.choice([True, False])}
     return parse_entity(body, TERMS, NOW)
 
 
 Q_CASES = [
+    'refGauge~="Gauge"',
+    'refGauge>"urn"',
+    'status!~="x"',
+    'level!~="x"',
+    "inspected>2024-03-01T07:30:00Z",
+    "inspected<2024-03-01T08:00:00Z",
+    'inspected=="2024-02-28"',
+    "opened==2020-05-02T10:00:00Z",
+    'opened=="2020-05-02T10:00:00.000000Z"',
+    'label[en]=="Bridge"',
+    'label[*]=="Chợ"',
+    'label=="Cầu"',
+    "label[vi]",
+    "open==true",
+    "open!=false",
+    "createdAt>=2026-11-23T00:00:00Z",
+    "modifiedAt<2026-01-01T00:00:00Z",
     "level>5",
     "level<=3",
     "level==4",

@@ -57,7 +57,11 @@ async def batch_create(request: Request) -> Response:
 async def batch_upsert(request: Request) -> Response:
     body, terms = await _parsed(request)
     result = await uc.batch_upsert(
-        broker_of(request), caller_of(request), body, terms, replace="update" not in _options(request)
+        broker_of(request),
+        caller_of(request),
+        body,
+        terms,
+        replace="update" not in _options(request),
     )
     return batch_response(result, created_status=True)
 

@@ -93,7 +93,9 @@ def body_context(request: Request, body: Any) -> JsonLdContext:
     header = link_context(request)
     if kind == JSON_LD:
         if header is not None:
-            raise BadRequestData("application/ld+json requests carry the @context in the body, not a Link header")
+            raise BadRequestData(
+                "application/ld+json requests carry the @context in the body, not a Link header"
+            )
         if not in_body:
             raise BadRequestData("An application/ld+json body needs an @context member")
         return in_body[0]

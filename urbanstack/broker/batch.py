@@ -80,11 +80,17 @@ async def _run(
 async def batch_create(broker: Broker, caller: Caller, body: Any, terms: TermMap) -> BatchResult:
     """POST /entityOperations/create."""
     now = now_timestamp()
-    return await _run(broker, caller, body, lambda item: create_change(parse_entity(item, terms, now)))
+    return await _run(
+        broker, caller, body, lambda item: create_change(parse_entity(item, terms, now))
+    )
 
 
 def _upsert_change(entity: Entity, *, replace: bool) -> EntityChange:
-    fragment = {"type": entity["type"], "attrs": entity["attrs"], "modifiedAt": entity["modifiedAt"]}
+    fragment = {
+        "type": entity["type"],
+        "attrs": entity["attrs"],
+        "modifiedAt": entity["modifiedAt"],
+    }
     if "scope" in entity:
         fragment["scope"] = entity["scope"]
     update = append_change(entity["id"], fragment, overwrite=True)

@@ -74,7 +74,9 @@ class HttpContextFetcher:
                             )
                         chunks.append(chunk)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            raise LdContextNotAvailable(f"@context {url!r} could not be retrieved: {exc!r}") from None
+            raise LdContextNotAvailable(
+                f"@context {url!r} could not be retrieved: {exc!r}"
+            ) from None
         try:
             return json.loads(b"".join(chunks))
         except ValueError:
@@ -113,8 +115,10 @@ class ContextService:
 
     async def term_map(self, context: JsonLdContext) -> TermMap:
         """The term map for ``context`` (None: the core context alone)."""
-        if context is None or context == [] or (
-            isinstance(context, str) and is_core_context_url(context)
+        if (
+            context is None
+            or context == []
+            or (isinstance(context, str) and is_core_context_url(context))
         ):
             if isinstance(context, str):
                 return TermMap(**{**core_term_map().__dict__, "urls": (context,)})
@@ -163,8 +167,13 @@ class ContextService:
                 raise LdContextNotAvailable(f"The document at {url!r} holds no @context")
             await self.store.put_context(
                 ContextRecord(
-                    id=uuid.uuid4().hex, url=url, kind="Cached", body=doc,
-                    created_at=now_timestamp(), last_used=now_timestamp(), hits=1,
+                    id=uuid.uuid4().hex,
+                    url=url,
+                    kind="Cached",
+                    body=doc,
+                    created_at=now_timestamp(),
+                    last_used=now_timestamp(),
+                    hits=1,
                 )
             )
         self._documents[url] = doc
@@ -197,7 +206,9 @@ def context_info(record: ContextRecord) -> dict[str, Any]:
         "URL": record.url,
         "localId": record.id,
         "kind": record.kind,
-        "createdAt": record.created_at[:23] + "Z" if len(record.created_at) == 27 else record.created_at,
+        "createdAt": record.created_at[:23] + "Z"
+        if len(record.created_at) == 27
+        else record.created_at,
     }
     if record.kind != "Hosted":
         info["lastUsage"] = record.last_used
@@ -243,9 +254,7 @@ async def preload_context(service: ContextService, url: str, document: Any) -> C
     return record
 
 
-async def list_contexts(
-    service: ContextService, *, details: bool, kind: str | None
-) -> list[Any]:
+async def list_contexts(service: ContextService, *, details: bool, kind: str | None) -> list[Any]:
     """GET /jsonldContexts: URLs (or details) of the core and every stored context."""
     if kind is not None and kind not in ("Hosted", "Cached", "ImplicitlyCreated"):
         raise BadRequestData("kind must be Hosted, Cached or ImplicitlyCreated")

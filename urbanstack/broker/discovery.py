@@ -107,9 +107,7 @@ async def list_attributes(broker: Broker, caller: Caller, terms: TermMap, *, det
     ]
 
 
-async def retrieve_attribute(
-    broker: Broker, caller: Caller, terms: TermMap, attr_name: str
-) -> Any:
+async def retrieve_attribute(broker: Broker, caller: Caller, terms: TermMap, attr_name: str) -> Any:
     """GET /attributes/{attr}: one Attribute with its count, kinds and entity types."""
     iri = terms.expand(validate_name(attr_name))
     info = _by_attribute(await broker.store.discovery(caller.tenant)).get(iri)

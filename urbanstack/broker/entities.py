@@ -137,7 +137,9 @@ async def replace_entity(
     validate_entity_id(entity_id)
     if isinstance(body, dict) and body.get("id", entity_id) != entity_id:
         raise BadRequestData("The id in the body differs from the id in the URL")
-    entity = parse_entity({**body, "id": entity_id} if isinstance(body, dict) else body, terms, now_timestamp())
+    entity = parse_entity(
+        {**body, "id": entity_id} if isinstance(body, dict) else body, terms, now_timestamp()
+    )
     await _change_one(broker, caller, replace_change(entity))
 
 
@@ -218,7 +220,9 @@ async def append_attrs(
     """POST /entities/{id}/attrs (``options=noOverwrite`` keeps existing attributes)."""
     validate_entity_id(entity_id)
     fragment = parse_fragment(body, terms, entity_id, allow_null=False)
-    return await _change_one(broker, caller, append_change(entity_id, fragment, overwrite=overwrite))
+    return await _change_one(
+        broker, caller, append_change(entity_id, fragment, overwrite=overwrite)
+    )
 
 
 def update_change(entity_id: str, fragment: Entity) -> EntityChange:
@@ -262,7 +266,8 @@ async def update_attr(
     now = now_timestamp()
     patch = parse_instance(body, terms, now, attr_name, allow_null=True, partial=True)
     if "type" not in body and not any(
-        m in body for m in ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
+        m in body
+        for m in ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
     ):
         patch.pop("type", None)
 

@@ -38,7 +38,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import numpy as np
 import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
@@ -646,8 +645,10 @@ class GeoPredicate:
             self._lon0, self._lat0 = (minx + maxx) / 2.0, (miny + maxy) / 2.0
         self._kx = _M_PER_DEG * max(math.cos(self._lat0 * _RAD), 1e-9)
         self._ky = _M_PER_DEG
-        self._origin = np.array((self._lon0, self._lat0))
-        self._scale = np.array((self._kx, self._ky))
+        # Plain tuples (shapely returns numpy arrays, which broadcast with them), so numpy
+        # need not be a direct dependency.
+        self._origin = (self._lon0, self._lat0)
+        self._scale = (self._kx, self._ky)
         self._qproj = self._project(shape)
         if near:
             self._bbox: tuple[float, float, float, float] | None = (

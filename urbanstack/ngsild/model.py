@@ -265,7 +265,7 @@ def infer_attribute_type(raw: object) -> str:
         for member, attr_type in _MEMBER_TO_TYPE.items():
             if member in raw:
                 return attr_type
-        if declared in GEOJSON_TYPES and "coordinates" in raw or declared == "GeometryCollection":
+        if (declared in GEOJSON_TYPES and "coordinates" in raw) or declared == "GeometryCollection":
             return "GeoProperty"
     return "Property"
 
@@ -420,9 +420,7 @@ def append_attributes(
     return updated, skipped
 
 
-def update_attributes(
-    entity: Entity, attrs: Attributes
-) -> tuple[list[str], list[tuple[str, str]]]:
+def update_attributes(entity: Entity, attrs: Attributes) -> tuple[list[str], list[tuple[str, str]]]:
     """Replace only instances that exist already (PATCH .../attrs semantics)."""
     updated: list[str] = []
     skipped: list[tuple[str, str]] = []

@@ -214,7 +214,7 @@ def normalize_datetime(text: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _stored_datetime(text: str) -> str | None:
+def stored_datetime(text: str) -> str | None:
     """The normalised form of a stored string that is a valid datetime with a time part
     (a stored date alone stays a plain string), else None."""
     if len(text) < 19 or text[10] not in "Tt" or not text[:4].isdigit():
@@ -840,7 +840,7 @@ def _elements(value: Any) -> list[Any]:
             and item.get("@type") == "DateTime"
             and isinstance(item.get("@value"), str)
         ):
-            normalized = _stored_datetime(item["@value"])
+            normalized = stored_datetime(item["@value"])
             out.append(DateTimeValue(normalized) if normalized else item)
         else:
             out.append(item)
@@ -857,7 +857,7 @@ def _order_key(element: Any, literal: QScalar) -> tuple[Any, Any] | None:
         if isinstance(element, DateTimeValue):
             return element.text, literal.text
         if isinstance(element, str):
-            normalized = _stored_datetime(element)
+            normalized = stored_datetime(element)
             return (normalized, literal.text) if normalized else None
         return None
     if isinstance(literal, bool):

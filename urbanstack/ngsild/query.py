@@ -35,7 +35,12 @@ class EntityQuery:
     def is_unbounded(self) -> bool:
         """True when nothing narrows the query (the spec requires some filter)."""
         return not (
-            self.ids or self.id_pattern or self.types or self.attrs or self.q or self.geo
+            self.ids
+            or self.id_pattern
+            or self.types
+            or self.attrs
+            or self.q
+            or self.geo
             or self.scope_q
         )
 

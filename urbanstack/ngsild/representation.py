@@ -32,9 +32,7 @@ class RenderOptions:
     geometry_property: str = LOCATION_IRI
 
 
-def parse_options(
-    options: str | None, format_param: str | None = None
-) -> tuple[Format, set[str]]:
+def parse_options(options: str | None, format_param: str | None = None) -> tuple[Format, set[str]]:
     """Read ``options=`` (and ``format=``) into a format and the remaining flags."""
     flags = {o.strip() for o in (options or "").split(",") if o.strip()}
     fmt: str = "normalized"
@@ -81,9 +79,7 @@ def _compact_value(inst: Instance, terms: TermMap) -> Any:
     return value
 
 
-def _render_instance(
-    inst: Instance, terms: TermMap, opts: RenderOptions, concise: bool
-) -> Any:
+def _render_instance(inst: Instance, terms: TermMap, opts: RenderOptions, concise: bool) -> Any:
     attr_type = inst["type"]
     member = VALUE_MEMBER[attr_type]
     value = _compact_value(inst, terms)

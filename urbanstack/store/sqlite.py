@@ -9,6 +9,7 @@ never block writes and the event loop never blocks on the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import re
@@ -267,10 +268,8 @@ class SQLiteStore(EntityStore):
             conn.execute("COMMIT")
         except Exception as exc:
             LOGGER.exception("commit failed")
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             self._pending_pids.clear()
             err = StoreError(f"Commit failed: {exc}", exc)
             self._resolve([(t, False, err) for t, _, _ in outcomes])
@@ -286,10 +285,8 @@ class SQLiteStore(EntityStore):
         for task, ok, value in outcomes:
             by_loop.setdefault(task.loop, []).append((task.future, ok, value))
         for loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle, items)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
 
     async def _write(self, tenant: str | None, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
@@ -325,7 +322,9 @@ class SQLiteStore(EntityStore):
             self._pending_pids[path] = pid
         return pid
 
-    def _pid_lookup(self, conn: sqlite3.Connection, tenant: str | None) -> Callable[[str], int | None]:
+    def _pid_lookup(
+        self, conn: sqlite3.Connection, tenant: str | None
+    ) -> Callable[[str], int | None]:
         cache = self._pids.setdefault(tenant, {})
 
         def lookup(path: str) -> int | None:
@@ -375,10 +374,11 @@ class SQLiteStore(EntityStore):
         conn.execute("DELETE FROM entity_types WHERE rid = ?", (rid,))
         conn.execute("DELETE FROM entity_scopes WHERE rid = ?", (rid,))
         conn.execute("DELETE FROM attr_values WHERE rid = ?", (rid,))
-        conn.execute(
-            "DELETE FROM geo_rtree WHERE gid IN (SELECT gid FROM geo WHERE rid = ?)", (rid,)
-        )
-        conn.execute("DELETE FROM geo WHERE rid = ?", (rid,))
+        gids = conn.execute("SELECT gid FROM geo WHERE rid = ?", (rid,)).fetchall()
+        if gids:
+            # by rowid: an IN (subquery) on an R*Tree scans the whole tree
+            conn.executemany("DELETE FROM geo_rtree WHERE gid = ?", gids)
+            conn.execute("DELETE FROM geo WHERE rid = ?", (rid,))
 
     def _apply_change(
         self, conn: sqlite3.Connection, tenant: str | None, change: EntityChange
@@ -494,9 +494,7 @@ class SQLiteStore(EntityStore):
     ) -> QueryResult:
         lookup = self._pid_lookup(conn, tenant)
         bbox = predicate.bbox() if predicate is not None else None
-        compiled = compile_query(
-            query, lookup, slot if predicate is not None else None, bbox
-        )
+        compiled = compile_query(query, lookup, slot if predicate is not None else None, bbox)
         if compiled.impossible:
             return QueryResult([], 0 if query.count else None)
         source = " ".join(["entities e", *compiled.joins])
@@ -561,7 +559,9 @@ class SQLiteStore(EntityStore):
 
     async def put_context(self, record: ContextRecord) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM jsonld_contexts WHERE url = ? AND id != ?", (record.url, record.id))
+            conn.execute(
+                "DELETE FROM jsonld_contexts WHERE url = ? AND id != ?", (record.url, record.id)
+            )
             conn.execute(
                 f"INSERT OR REPLACE INTO jsonld_contexts ({self._CONTEXT_COLUMNS}) "
                 "VALUES (?,?,?,?,?,?,?)",

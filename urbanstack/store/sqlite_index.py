@@ -7,18 +7,21 @@ compound-value key, as often as needed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
-from urbanstack.ngsild.model import VALUE_MEMBER, Entity, Instance, normalize_datetime
+from urbanstack.ngsild.model import VALUE_MEMBER, Entity, Instance
+from urbanstack.ngsild.q import stored_datetime
 
 SUB = "\x1f"
 KEY = "\x1e"
 MAX_DEPTH = 4
 MAX_ROWS_PER_ATTRIBUTE = 256
-_DATETIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
-_META_MEMBERS = ("observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId")
+_TIME_MEMBERS = ("observedAt", "createdAt", "modifiedAt")
+_TEXT_MEMBERS = ("unitCode", "datasetId")
+#: kinds of leaf rows: plain values (None), relationship objects, normalised datetimes
+REL = "rel"
+DT = "dt"
 
 ValueRow = tuple[str, Any, str | None]  # path, value, kind (attribute type on presence rows)
 
@@ -32,41 +35,44 @@ def sql_value(value: Any) -> Any:
     return value
 
 
-def _leaves(path: str, value: Any, depth: int, out: list[ValueRow]) -> None:
+def _leaves(path: str, value: Any, depth: int, out: list[ValueRow], kind: str | None) -> None:
     if len(out) >= MAX_ROWS_PER_ATTRIBUTE:
         return
     if isinstance(value, dict):
         if value.get("@type") == "DateTime" and "@value" in value:
-            out.append((path, value["@value"], None))
+            out.append((path, value["@value"], DT))
             return
         if depth >= MAX_DEPTH:
             return
         for key, item in value.items():
-            _leaves(path + KEY + key, item, depth + 1, out)
+            _leaves(path + KEY + key, item, depth + 1, out, kind)
     elif isinstance(value, list):
         for item in value:
-            _leaves(path, item, depth, out)
+            _leaves(path, item, depth, out, kind)
     elif value is not None:
-        out.append((path, sql_value(value), None))
-        if isinstance(value, str) and _DATETIME_RE.match(value):
-            try:
-                normalized = normalize_datetime(value)
-            except Exception:
-                return
-            if normalized != value:
-                out.append((path, normalized, None))
+        out.append((path, sql_value(value), kind))
+        if isinstance(value, str) and kind is None:
+            normalized = stored_datetime(value)
+            if normalized is not None:
+                out.append((path, normalized, DT))
 
 
 def _instance_rows(path: str, inst: Instance, depth: int, out: list[ValueRow]) -> None:
     attr_type = inst.get("type", "Property")
     out.append((path, None, attr_type))
-    member = VALUE_MEMBER.get(attr_type, "value")
-    value = inst.get(member)
+    value = inst.get(VALUE_MEMBER.get(attr_type, "value"))
     if attr_type == "LanguageProperty" and isinstance(value, dict):
-        _leaves(path, list(value.values()), depth, out)
+        for lang, text in value.items():
+            _leaves(path, text, depth, out, None)
+            _leaves(path + KEY + lang, text, depth, out, None)
+    elif attr_type in ("Relationship", "ListRelationship"):
+        _leaves(path, value, depth, out, REL)
     elif attr_type != "GeoProperty":
-        _leaves(path, value, depth, out)
-    for meta in _META_MEMBERS:
+        _leaves(path, value, depth, out, None)
+    for meta in _TIME_MEMBERS:
+        if meta in inst:
+            out.append((path + SUB + meta, inst[meta], DT))
+    for meta in _TEXT_MEMBERS:
         if meta in inst:
             out.append((path + SUB + meta, inst[meta], None))
     if depth < MAX_DEPTH:

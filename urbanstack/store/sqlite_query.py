@@ -12,11 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from urbanstack.ngsild.errors import BadRequestData
-from urbanstack.ngsild.q import And, AttrPath, Comparison, DateTimeValue, Or, QExpr, Range
+from urbanstack.ngsild.q import (
+    ENTITY_MEMBERS,
+    And,
+    AttrPath,
+    Comparison,
+    DateTimeValue,
+    Or,
+    QExpr,
+    Range,
+)
 from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.scope import ScopeExpr
 from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeName, TypeOr
-from urbanstack.store.sqlite_index import KEY, SUB, sql_value
+from urbanstack.store.sqlite_index import DT, KEY, REL, SUB, sql_value
 
 PathLookup = Callable[[str], int | None]  # path -> pid (None when never stored)
 
@@ -50,47 +59,92 @@ def _literal(value: Any) -> Any:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float)
+
+
+def _kind_test(value: Any, *, ordering: bool) -> str:
+    """Which leaf rows a literal may be compared with (see sqlite_index kinds)."""
+    if isinstance(value, DateTimeValue):
+        return f"av.kind = '{DT}'"
+    if isinstance(value, str):
+        return "av.kind IS NULL" if ordering else f"(av.kind IS NULL OR av.kind = '{REL}')"
+    return "av.kind IS NULL"
 
 
 def _value_condition(op: str, value: Any, params: list[Any]) -> str:
-    """A condition on ``av.val`` for one comparison (without the path test)."""
+    """A condition on the index row ``av`` for one comparison (without the path test)."""
     if isinstance(value, Range):
         params += [_literal(value.low), _literal(value.high)]
-        return "av.val BETWEEN ? AND ?"
+        return f"av.val BETWEEN ? AND ? AND {_kind_test(value.low, ordering=True)}"
     if isinstance(value, tuple):
-        params += [_literal(v) for v in value]
-        return f"av.val IN ({','.join('?' * len(value))})"
+        groups: dict[str, list[Any]] = {}
+        for item in value:
+            groups.setdefault(_kind_test(item, ordering=False), []).append(_literal(item))
+        parts = []
+        for kind_test, items in groups.items():
+            params += items
+            parts.append(f"(av.val IN ({','.join('?' * len(items))}) AND {kind_test})")
+        return "(" + " OR ".join(parts) + ")"
     if isinstance(value, re.Pattern):
-        params.append(value.pattern)
-        return "typeof(av.val) = 'text' AND regexp(?, av.val)"
-    lit = _literal(value)
-    params.append(lit)
-    numeric = _is_number(value) or isinstance(value, bool)
+        pattern = value.pattern
+        if value.flags & re.IGNORECASE and not pattern.startswith("(?i)"):
+            pattern = "(?i)" + pattern
+        params.append(pattern)
+        return "av.kind IS NULL AND typeof(av.val) = 'text' AND regexp(?, av.val)"
+    params.append(_literal(value))
     if op == "==":
-        return "av.val = ?"
+        return f"av.val = ? AND {_kind_test(value, ordering=False)}"
+    kind_test = _kind_test(value, ordering=True)
     if op in (">", ">="):
         # numbers sort before all text in SQLite: bound numeric scans below ''
-        return f"av.val {op} ?" + (" AND av.val < ''" if numeric else "")
+        bound = " AND av.val < ''" if _is_number(value) else ""
+        return f"av.val {op} ?{bound} AND {kind_test}"
     if op in ("<", "<="):
-        return f"av.val {op} ?" + ("" if numeric else " AND av.val >= ''")
+        bound = "" if _is_number(value) else " AND av.val >= ''"
+        return f"av.val {op} ?{bound} AND {kind_test}"
     raise BadRequestData(f"Unsupported q operator {op!r}")
 
 
+def _entity_member_sql(term: Comparison, params: list[Any]) -> str:
+    column = "e.created_at" if term.path.attr == "createdAt" else "e.modified_at"
+    if term.op == "exists":
+        return "1"
+    values = term.value if isinstance(term.value, tuple) else (term.value,)
+    if not all(isinstance(v, DateTimeValue) for v in values) and not isinstance(term.value, Range):
+        return "0" if term.op != "!=" else "1"
+    if isinstance(term.value, Range):
+        params += [_literal(term.value.low), _literal(term.value.high)]
+        return f"{column} BETWEEN ? AND ?"
+    params += [_literal(v) for v in values]
+    marks = ",".join("?" * len(values))
+    if term.op == "==":
+        return f"{column} IN ({marks})"
+    if term.op == "!=":
+        return f"{column} NOT IN ({marks})"
+    return f"{column} {term.op} ?"
+
+
 def _comparison_sql(term: Comparison, lookup: PathLookup, params: list[Any]) -> str:
-    pid = lookup(path_text(term.path))
+    path = term.path
+    if path.attr in ENTITY_MEMBERS and not path.subs and not path.keys:
+        return _entity_member_sql(term, params)
+    if path.keys == ("*",):
+        path = AttrPath(path.attr, path.subs)
+    pid = lookup(path_text(path))
     if pid is None:
         return "0"  # no entity ever had this path
     base = f"SELECT 1 FROM attr_values av WHERE av.rid = e.rid AND av.pid = {pid}"
     if term.op == "exists":
-        if term.path.keys:
+        if path.keys:
             return f"EXISTS ({base})"
-        return f"EXISTS ({base} AND av.kind IS NOT NULL)"
-    if term.op in ("!=", "!~="):
-        positive = "==" if term.op == "!=" else "~="
-        cond = _value_condition(positive, term.value, params)
-        exists = f"EXISTS ({base})"
-        return f"({exists} AND NOT EXISTS ({base} AND {cond}))"
+        return f"EXISTS ({base} AND av.val IS NULL)"
+    if term.op == "!=":
+        cond = _value_condition("==", term.value, params)
+        return f"(EXISTS ({base}) AND NOT EXISTS ({base} AND {cond}))"
+    if term.op == "!~=":
+        cond = _value_condition("~=", term.value, params)
+        text_row = f"{base} AND av.kind IS NULL AND typeof(av.val) = 'text'"
+        return f"(EXISTS ({text_row}) AND NOT EXISTS ({base} AND {cond}))"
     cond = _value_condition(term.op, term.value, params)
     return f"EXISTS ({base} AND {cond})"
 
@@ -167,7 +221,7 @@ def compile_query(
         else:
             out.where.append(
                 "EXISTS (SELECT 1 FROM attr_values av WHERE av.rid = e.rid AND av.pid IN "
-                f"({','.join(str(p) for p in pids)}) AND av.kind IS NOT NULL)"
+                f"({','.join(str(p) for p in pids)}) AND av.val IS NULL)"
             )
     if query.q is not None:
         out.where.append(compile_q(query.q, lookup, out.params))

@@ -1,0 +1,1 @@
+"""Benchmarks of the urbanstack broker (see README.md); not part of the package."""
