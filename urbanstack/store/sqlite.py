@@ -30,17 +30,14 @@ from urbanstack.ngsild.query import EntityQuery, QueryResult
 from urbanstack.store.base import (
     ChangeResult,
     ContextRecord,
-    Delete,
     DiscoveryRow,
     EntityChange,
     EntityStore,
-    Keep,
     StoreError,
     StoreInfo,
-    Write,
 )
-from urbanstack.store.sqlite_index import geo_values, value_rows
 from urbanstack.store.sqlite_query import compile_query
+from urbanstack.store.sqlite_write import apply_changes
 
 LOGGER = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -339,82 +336,6 @@ class SQLiteStore(EntityStore):
 
     # --- entities
 
-    def _index_entity(
-        self, conn: sqlite3.Connection, tenant: str | None, rid: int, entity: Entity
-    ) -> None:
-        from urbanstack.ngsild.geo import geometry_bounds, geometry_to_wkb
-
-        conn.executemany(
-            "INSERT INTO entity_types (type, rid) VALUES (?, ?)", [(t, rid) for t in entity["type"]]
-        )
-        if entity.get("scope"):
-            conn.executemany(
-                "INSERT OR IGNORE INTO entity_scopes (scope, rid) VALUES (?, ?)",
-                [(s, rid) for s in entity["scope"]],
-            )
-        rows = [
-            (rid, self._pid_for_write(conn, tenant, path), val, kind)
-            for path, val, kind in value_rows(entity)
-        ]
-        conn.executemany("INSERT INTO attr_values (rid, pid, val, kind) VALUES (?,?,?,?)", rows)
-        for iri, geometry in geo_values(entity):
-            pid = self._pid_for_write(conn, tenant, iri)
-            gid = conn.execute(
-                "INSERT INTO geo (rid, pid, wkb) VALUES (?, ?, ?)",
-                (rid, pid, geometry_to_wkb(geometry)),
-            ).lastrowid
-            minx, miny, maxx, maxy = geometry_bounds(geometry)
-            conn.execute(
-                "INSERT INTO geo_rtree (gid, minx, maxx, miny, maxy) VALUES (?,?,?,?,?)",
-                (gid, minx, maxx, miny, maxy),
-            )
-
-    @staticmethod
-    def _unindex_entity(conn: sqlite3.Connection, rid: int) -> None:
-        conn.execute("DELETE FROM entity_types WHERE rid = ?", (rid,))
-        conn.execute("DELETE FROM entity_scopes WHERE rid = ?", (rid,))
-        conn.execute("DELETE FROM attr_values WHERE rid = ?", (rid,))
-        gids = conn.execute("SELECT gid FROM geo WHERE rid = ?", (rid,)).fetchall()
-        if gids:
-            # by rowid: an IN (subquery) on an R*Tree scans the whole tree
-            conn.executemany("DELETE FROM geo_rtree WHERE gid = ?", gids)
-            conn.execute("DELETE FROM geo WHERE rid = ?", (rid,))
-
-    def _apply_change(
-        self, conn: sqlite3.Connection, tenant: str | None, change: EntityChange
-    ) -> ChangeResult:
-        row = conn.execute(
-            "SELECT rid, doc FROM entities WHERE id = ?", (change.entity_id,)
-        ).fetchone()
-        old = orjson.loads(row[1]) if row else None
-        current = orjson.loads(row[1]) if row else None
-        outcome = change.apply(current)
-        if isinstance(outcome, Write):
-            entity = outcome.entity
-            doc = orjson.dumps(entity)
-            if row is None:
-                rid = conn.execute(
-                    "INSERT INTO entities (id, created_at, modified_at, doc) VALUES (?,?,?,?)",
-                    (entity["id"], entity["createdAt"], entity["modifiedAt"], doc),
-                ).lastrowid
-            else:
-                rid = row[0]
-                conn.execute(
-                    "UPDATE entities SET modified_at = ?, doc = ? WHERE rid = ?",
-                    (entity["modifiedAt"], doc, rid),
-                )
-                self._unindex_entity(conn, rid)
-            self._index_entity(conn, tenant, rid, entity)
-            return ChangeResult(change.entity_id, outcome.result, old=old, new=entity)
-        if isinstance(outcome, Delete):
-            if row is not None:
-                self._unindex_entity(conn, row[0])
-                conn.execute("DELETE FROM entities WHERE rid = ?", (row[0],))
-            return ChangeResult(change.entity_id, outcome.result, old=old, new=None)
-        if isinstance(outcome, Keep):
-            return ChangeResult(change.entity_id, outcome.result, old=old, new=old)
-        raise TypeError(f"apply returned {outcome!r}")
-
     async def tenant_exists(self, tenant: str | None) -> bool:
         tenant = validate_tenant(tenant)
         return tenant in self._known_tenants or self._file(tenant).exists()
@@ -425,17 +346,9 @@ class SQLiteStore(EntityStore):
         tenant = validate_tenant(tenant)
 
         def run(conn: sqlite3.Connection) -> list[ChangeResult]:
-            results: list[ChangeResult] = []
-            for change in changes:
-                conn.execute("SAVEPOINT change")
-                try:
-                    results.append(self._apply_change(conn, tenant, change))
-                    conn.execute("RELEASE change")
-                except NgsiLdError as err:
-                    conn.execute("ROLLBACK TO change")
-                    conn.execute("RELEASE change")
-                    results.append(ChangeResult(change.entity_id, error=err))
-            return results
+            return apply_changes(
+                conn, changes, lambda path: self._pid_for_write(conn, tenant, path)
+            )
 
         return await self._write(tenant, run)
 
