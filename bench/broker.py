@@ -20,6 +20,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -53,6 +54,8 @@ HOT_IDS = 1000  # updates and retrievals pick among this many entities
 CONNECTIONS = 10
 WRK_TIMEOUT_S = 10
 LOAD_CLIENTS = 2
+QUIET_WAIT_S = 60.0  # longest wait for a quiet machine before a run (--quiet-wait)
+NOISY_PCT = 25.0  # other processes' CPU (% of a core) that makes a run noisy
 
 PUBLISHED = [
     "Orion-LD (2 CPUs): ~3,000 attribute updates/s, ~4,700 retrievals by id/s",
@@ -272,6 +275,10 @@ class Server:
         text = self.log.read_text("utf-8", "replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def log_has(self, text: str) -> bool:
+        """Whether the server's output contains ``text``."""
+        return self.log.exists() and text in self.log.read_text("utf-8", "replace")
+
     def log_problems(self) -> list[str]:
         """Log lines that report warnings, errors or tracebacks."""
         text = self.log.read_text("utf-8", "replace") if self.log.exists() else ""
@@ -309,6 +316,63 @@ class RssSampler(threading.Thread):
         """Stop sampling."""
         self._stop_event.set()
         self.join(2)
+
+
+class CpuMeter:
+    """CPU used by the server under test, by wrk, by this runner and by everything else."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self._start = self._snapshot()
+
+    def _snapshot(self) -> tuple[float, float, float, float, float]:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+        busy = (user + nice + system + irq + softirq + steal) / self.TICK
+        server = 0.0
+        with suppress(OSError, IndexError, ValueError):
+            stat = Path(f"/proc/{self.server_pid}/stat").read_text()
+            after = stat.rsplit(")", 1)[1].split()
+            server = (int(after[11]) + int(after[12])) / self.TICK
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return (
+            time.monotonic(),
+            busy,
+            server,
+            children.ru_utime + children.ru_stime,
+            own.ru_utime + own.ru_stime,
+        )
+
+    def restart(self) -> None:
+        """Start a new measuring window."""
+        self._start = self._snapshot()
+
+    def read(self) -> dict[str, float]:
+        """Percent of one core since the window started: server, wrk, other (not ours)."""
+        end = self._snapshot()
+        wall, busy, server, children, own = (b - a for a, b in zip(self._start, end, strict=True))
+        if wall <= 0:
+            return {"server": 0.0, "wrk": 0.0, "other": 0.0}
+        other = max(busy - server - children - own, 0.0)
+        return {
+            "server": 100 * server / wall,
+            "wrk": 100 * children / wall,
+            "other": 100 * other / wall,
+        }
+
+
+def wait_quiet(server_pid: int, max_wait: float, limit_pct: float = 20.0) -> float:
+    """Wait (bounded) until other processes use less than ``limit_pct`` of a core; return it."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        meter = CpuMeter(server_pid)
+        time.sleep(1.0)
+        other = meter.read()["other"]
+        if other < limit_pct or time.monotonic() >= deadline:
+            return other
 
 
 # ------------------------------------------------------------------ HTTP
@@ -637,6 +701,117 @@ def raw_sqlite_rate(path: Path, docs: list[tuple[str, bytes]], synchronous: str)
     return len(docs) / seconds
 
 
+# ------------------------------------------------------------------ running a workload
+
+
+@dataclass
+class Drained:
+    """Write work left in the server when wrk stopped, and what the store holds afterwards."""
+
+    seconds: float
+    stored_before: int | None = None
+    stored_after: int | None = None
+    window: float = 0.0
+
+    @property
+    def rate(self) -> float | None:
+        """Entities stored per second, counting the drain (server-side view)."""
+        if self.stored_before is None or self.stored_after is None:
+            return None
+        return (self.stored_after - self.stored_before) / (self.window + self.seconds)
+
+
+def stored_entities(port: int) -> int | None:
+    """Entities in the store: the sum over the benchmark's types of NGSILD-Results-Count."""
+    total = 0
+    for etype in TYPES:
+        path = f"{API}/entities?" + urlencode({"type": etype, "count": "true", "limit": 1})
+        status, headers, _ = request(port, "GET", path, timeout=300)
+        count = headers.get("ngsild-results-count")
+        if status != 200 or count is None:
+            return None
+        total += int(count)
+    return total
+
+
+def drain(
+    port: int, hot_id: str, *, until_stable: bool, limit: float = 300.0
+) -> tuple[float, int | None]:
+    """Seconds until the writes wrk left in flight are done (one write queues behind them).
+
+    With ``until_stable`` repeat until the stored entity count stops changing (creates
+    still being parsed when the first drain write arrived) and return that count.
+    """
+    path = f"{API}/entities/{quote(hot_id, safe=':')}/attrs/batteryLevel"
+    started = time.monotonic()
+    last: int | None = None
+    settled_at = 0.0
+    while True:
+        request(port, "PATCH", path, b'{"value":0.5}', timeout=limit)
+        done_at = time.monotonic() - started
+        if not until_stable:
+            return done_at, None
+        count = stored_entities(port)
+        if count is None or count == last or done_at > limit:
+            return settled_at, count
+        last, settled_at = count, done_at
+
+
+def run_workload(
+    work: Workload,
+    port: int,
+    server: Server,
+    duration: int,
+    wrk_env: dict[str, str],
+    data_dir: Path,
+    dataset: Dataset,
+    report: Report,
+    quiet_wait: float,
+) -> None:
+    """Precheck the request shape, wait for a quiet machine, run wrk, drain writes."""
+    assert work.precheck is not None
+    method, path, _ = work.precheck
+    body = precheck_body(work, data_dir)
+    status, _, answer = request(port, method, path, body)
+    if status not in work.expect:
+        sent = f"{method} {path}" + (f" body {body[:300]!r}" if body else "")
+        report.blocked[work.key] = f"{sent} -> {status} {answer[:400]!r}"
+        report.problems.append(f"{work.title}: BLOCKED: {report.blocked[work.key]}")
+        print(f"  {work.key}: BLOCKED ({status})", file=sys.stderr, flush=True)
+        return
+    adds = work.key in ("create", "upsert")
+    writes = adds or work.key.startswith("update")
+    before = stored_entities(port) if adds else None
+    other_before = wait_quiet(server.proc.pid, quiet_wait)
+    if other_before >= 20:
+        report.notes.append(
+            f"{work.title}: the machine was busy before the run ({other_before:.0f}% of a core "
+            "used by other processes)"
+        )
+    print(f"  {work.key} ({duration} s) ...", file=sys.stderr, flush=True)
+    env = {**wrk_env, "BENCH_EXPECT": ",".join(map(str, work.expect))}
+    meter = CpuMeter(server.proc.pid)
+    result = run_wrk(work.script, port, duration, env)
+    report.cpu[work.key] = meter.read()
+    report.results[work.key] = result
+    if writes:
+        seconds, after = drain(port, dataset.hot_ids[0], until_stable=adds)
+        report.drained[work.key] = Drained(seconds, before, after, result.seconds or duration)
+    if not result.ok:
+        report.problems.append(f"{work.title}: {result.problem}")
+        if result.bad_sample:
+            report.problems.append(f"   first bad response: {result.bad_sample[:500]}")
+    five = sum(n for code, n in result.statuses.items() if code.startswith("5"))
+    if five:
+        report.problems.append(f"{work.title}: {five} responses with a 5xx status")
+    print(
+        f"    {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, p95 {result.p95_ms:.1f} ms"
+        + (f"  [{result.problem}]" if result.problem else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -661,49 +836,114 @@ class Report:
     raw_sqlite: float | None = None
     rss_kb: dict[str, int | None] = field(default_factory=dict)
     selectivity: dict[str, Selectivity] = field(default_factory=dict)
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)
+    drained: dict[str, Drained] = field(default_factory=dict)
+    db_bytes: int | None = None
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+    def _cpu_cells(self, key: str) -> tuple[str, str]:
+        cpu = self.cpu.get(key)
+        if cpu is None:
+            return "", ""
+        return f"{cpu['server']:.0f}%", f"{cpu['other']:.0f}%" + ("*" if self.noisy(key) else "")
+
+    def noisy(self, key: str) -> bool:
+        """Whether other processes took a noticeable share of the CPU during the run."""
+        cpu = self.cpu.get(key)
+        return cpu is not None and cpu["other"] >= NOISY_PCT
+
+    def _drain_line(self, work: Workload) -> str | None:
+        drained = self.drained.get(work.key)
+        if drained is None:
+            return None
+        if drained.rate is None:
+            return (
+                f"     writes still queued when wrk stopped took {drained.seconds:.1f} s to finish"
+            )
+        assert drained.stored_after is not None and drained.stored_before is not None
+        added = drained.stored_after - drained.stored_before
+        return (
+            f"     server side: +{added:,} entities stored in {drained.window:.1f} s of wrk + "
+            f"{drained.seconds:.1f} s finishing queued writes = {drained.rate:,.0f} entities/s"
+        )
 
     def render(self, works: list[Workload], entities: int) -> str:
         """The table."""
         out: list[str] = [*self.header, ""]
-        row = "{:<2} {:<46} {:>9} {:>12} {:>9} {:>9}  {:<26} {}"
+        row = "{:<2} {:<46} {:>8} {:>11} {:>9} {:>9} {:>6} {:>6}  {:<26} {}"
         out.append(
-            row.format("#", "workload", "req/s", "entities/s", "median", "p95", "target", "verdict")
+            row.format(
+                "#",
+                "workload",
+                "req/s",
+                "entities/s",
+                "median",
+                "p95",
+                "server",
+                "other",
+                "target",
+                "verdict",
+            )
         )
-        out.append("-" * 128)
+        out.append(row.format("", "", "", "", "", "", "CPU", "CPU", "", ""))
+        out.append("-" * 136)
         for index, work in enumerate(works, 1):
             if work.key in self.blocked:
                 out.append(
-                    row.format(index, work.title, "BLOCKED", "", "", "", work.target, "FAIL")
+                    row.format(
+                        index, work.title, "BLOCKED", "", "", "", "", "", work.target, "FAIL"
+                    )
                 )
+                out.append(f"   !!! {self.blocked[work.key][:400]}")
                 continue
             result = self.results.get(work.key)
             if result is None:
                 continue
+            srv, other = self._cpu_cells(work.key)
             if not result.ok:
-                out.append(row.format(index, work.title, "ERRORS", "", "", "", work.target, "FAIL"))
+                out.append(
+                    row.format(
+                        index, work.title, "ERRORS", "", "", "", srv, other, work.target, "FAIL"
+                    )
+                )
                 out.append(f"   !!! {result.problem}")
+                if result.statuses:
+                    out.append(f"   !!! statuses: {result.statuses}")
                 if result.bad_sample:
                     out.append(f"   !!! first bad response: {result.bad_sample[:300]}")
-                continue
-            ents = f"{result.rps * work.per_request:,.0f}" if work.per_request > 1 else ""
-            verdict = work.check(result, self.refs) if work.check else None
-            target = work.target
-            if work.key == "retrieve" and self.refs.get("bare"):
-                pct = 100 * result.rps / self.refs["bare"]
-                target = f">= 50% of bare: {pct:.0f}%"
-            out.append(
-                row.format(
-                    index,
-                    work.title,
-                    f"{result.rps:,.0f}",
-                    ents,
-                    f"{result.p50_ms:.1f} ms",
-                    f"{result.p95_ms:.1f} ms",
-                    target,
-                    _verdict(verdict),
+            else:
+                ents = f"{result.rps * work.per_request:,.0f}" if work.per_request > 1 else ""
+                verdict = work.check(result, self.refs) if work.check else None
+                target = work.target
+                if work.key == "retrieve" and self.refs.get("bare"):
+                    pct = 100 * result.rps / self.refs["bare"]
+                    target = f">= 50% of bare: {pct:.0f}%"
+                out.append(
+                    row.format(
+                        index,
+                        work.title,
+                        f"{result.rps:,.0f}",
+                        ents,
+                        f"{result.p50_ms:.1f} ms",
+                        f"{result.p95_ms:.1f} ms",
+                        srv,
+                        other,
+                        target,
+                        _verdict(verdict),
+                    )
                 )
+            line = self._drain_line(work)
+            if line:
+                out.append(line)
+        out.append(
+            "   server CPU / other CPU: % of one core used by the server process / by processes "
+            "other than the server, wrk and this runner, during the wrk run"
+        )
+        if any(self.noisy(k) for k in self.cpu):
+            out.append(
+                f"   * NOISY: other processes used >= {NOISY_PCT:.0f}% of a core during this run; "
+                "the figure understates the broker (re-run on a quiet machine)"
             )
         out.append("")
         out.append("References (same run, same machine)")
@@ -717,6 +957,7 @@ class Report:
                         "",
                         f"{self.bare.p50_ms:.1f} ms",
                         f"{self.bare.p95_ms:.1f} ms",
+                        *self._cpu_cells("bare"),
                         "",
                         "",
                     )
@@ -725,21 +966,28 @@ class Report:
                 out.append(f"   bare handler: ERRORS: {self.bare.problem}")
         if self.raw_sqlite is not None:
             upsert = self.results.get("upsert")
-            beside = (
-                f" (broker batch upsert: {upsert.rps * BATCH:,.0f} entities/s)"
-                if upsert is not None and upsert.ok
-                else ""
-            )
+            beside = ""
+            if upsert is not None and upsert.ok:
+                beside = f" (broker batch upsert: {upsert.rps * BATCH:,.0f} entities/s)"
+            elif (drained := self.drained.get("upsert")) and drained.rate is not None:
+                beside = f" (broker batch upsert, server side: {drained.rate:,.0f} entities/s)"
+            noisy = " *NOISY*" if self.noisy("raw_sqlite") else ""
             out.append(
                 f"   raw SQLite executemany, {entities:,} docs, 1 txn, WAL: "
-                f"{self.raw_sqlite:,.0f} rows/s{beside}"
+                f"{self.raw_sqlite:,.0f} rows/s{noisy}{beside}"
             )
         if self.load is not None:
             state = "ok" if not self.load.failures else f"{len(self.load.failures)} FAILED batches"
             out.append(
                 f"   load before the clock: {self.load.entities:,} entities by batch upserts of "
                 f"{BATCH:,} over {LOAD_CLIENTS} connections in {self.load.seconds:.1f} s = "
-                f"{self.load.rate:,.0f} entities/s ({state})"
+                f"{self.load.rate:,.0f} entities/s ({state}); server CPU "
+                + " / other CPU ".join(self._cpu_cells("load"))
+            )
+        if self.db_bytes is not None:
+            out.append(
+                f"   store size after the load (db + wal): {self.db_bytes / 2**20:,.0f} MB = "
+                f"{self.db_bytes / max(entities, 1):,.0f} bytes/entity"
             )
         for kind, sel in self.selectivity.items():
             label = "numeric range" if kind == "range" else "relationship"
@@ -887,6 +1135,12 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="smoke test: 2 s per workload, 10,000 entities"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=QUIET_WAIT_S,
+        help="before each run, wait up to this many seconds for other processes to go idle [60]",
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (2 if args.quick else 10)
     entities = args.entities or (10_000 if args.quick else 100_000)
@@ -944,10 +1198,14 @@ def main(argv: list[str] | None = None) -> int:
             sampler.start()
 
             print("loading (before the clock) ...", file=sys.stderr, flush=True)
+            wait_quiet(server.proc.pid, args.quiet_wait)
             sampler.enter("load")
+            meter = CpuMeter(server.proc.pid)
             report.load = load(port, dataset.bodies, entities)
+            report.cpu["load"] = meter.read()
             sampler.enter("serving")
             report.rss_kb["after_load"] = server.status_kb("VmRSS")
+            report.db_bytes = sum(f.stat().st_size for f in tmpdir.glob("broker.db*"))
             if report.load.failures:
                 report.problems.append(
                     f"load: {len(report.load.failures)} batch upserts failed, first: "
@@ -965,30 +1223,19 @@ def main(argv: list[str] | None = None) -> int:
                 bare_doc = None
 
             for key in RUN_ORDER:
-                work = by_key[key]
                 if key == "create":
                     sampler.enter("writes")
-                assert work.precheck is not None
-                method, path, _ = work.precheck
-                body = precheck_body(work, data_dir)
-                status, _, answer = request(port, method, path, body)
-                if status not in work.expect:
-                    sent = f"{method} {path}" + (f" body {body[:300]!r}" if body else "")
-                    report.blocked[key] = f"{sent} -> {status} {answer[:400]!r}"
-                    report.problems.append(f"{work.title}: BLOCKED: {report.blocked[key]}")
-                    print(f"  {key}: BLOCKED ({status})", file=sys.stderr, flush=True)
-                    continue
-                print(f"  {key} ({duration} s) ...", file=sys.stderr, flush=True)
-                env = {**wrk_env, "BENCH_EXPECT": ",".join(map(str, work.expect))}
-                result = run_wrk(work.script, port, duration, env)
-                report.results[key] = result
-                if not result.ok:
-                    report.problems.append(f"{work.title}: {result.problem}")
-                    if result.bad_sample:
-                        report.problems.append(f"   first bad response: {result.bad_sample[:500]}")
-                five = sum(n for code, n in result.statuses.items() if code.startswith("5"))
-                if five:
-                    report.problems.append(f"{work.title}: {five} responses with a 5xx status")
+                run_workload(
+                    by_key[key],
+                    port,
+                    server,
+                    duration,
+                    wrk_env,
+                    data_dir,
+                    dataset,
+                    report,
+                    args.quiet_wait,
+                )
             sampler.enter("end")
             report.rss_kb["hwm"] = server.status_kb("VmHWM")
         finally:
@@ -998,14 +1245,19 @@ def main(argv: list[str] | None = None) -> int:
                 report.rss_kb["serving_peak"] = sampler.peaks.get("serving")
                 report.rss_kb["writes_peak"] = sampler.peaks.get("writes")
             server.stop()
-        if server.exit_code != 0:
+        # uvicorn re-raises the SIGTERM it handled once shut down: -15 is a clean exit
+        graceful = server.exit_code in (0, -signal.SIGTERM) and server.log_has(
+            "Application shutdown complete"
+        )
+        if not graceful:
             report.problems.append(
-                f"urbanstack serve exit code {server.exit_code} after SIGTERM "
-                f"(stopped in {server.stop_seconds or 0:.1f} s)"
+                f"urbanstack serve did not shut down cleanly on SIGTERM: exit code "
+                f"{server.exit_code} after {server.stop_seconds or 0:.1f} s; log tail:\n"
+                + server.log_tail(15)
             )
         report.notes.append(
             f"Server stopped by SIGTERM in {server.stop_seconds or 0:.1f} s, exit code "
-            f"{server.exit_code}."
+            f"{server.exit_code} ({'graceful' if graceful else 'NOT graceful'})."
         )
         log_problems = server.log_problems()
         if log_problems:
@@ -1026,9 +1278,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             bare.wait_ready()
+            other_before = wait_quiet(bare.proc.pid, args.quiet_wait)
+            if other_before >= 20:
+                report.notes.append(
+                    f"bare handler: the machine was busy before the run ({other_before:.0f}% "
+                    "of a core used by other processes)"
+                )
+            meter = CpuMeter(bare.proc.pid)
             report.bare = run_wrk(
                 "bare.lua", bare_port, duration, {**wrk_env, "BENCH_EXPECT": "200"}
             )
+            report.cpu["bare"] = meter.read()
             if report.bare.ok:
                 report.refs["bare"] = report.bare.rps
             else:
@@ -1036,7 +1296,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bare.stop()
         print("reference: raw SQLite inserts ...", file=sys.stderr, flush=True)
+        wait_quiet(-1, args.quiet_wait)
+        meter = CpuMeter(-1)
         report.raw_sqlite = raw_sqlite_rate(tmpdir / "raw.db", dataset.docs, synchronous)
+        report.cpu["raw_sqlite"] = meter.read()
         report.notes.append(
             f"Entity: {len(dataset.docs[0][1]):,} bytes as sent, {len(bare_doc or b''):,} bytes "
             "as retrieved; retrievals and updates pick among "

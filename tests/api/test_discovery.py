@@ -7,6 +7,7 @@ AttributeList (5.2.27) and Attribute (5.2.28).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
@@ -173,9 +174,7 @@ def test_type_info_attribute_details(hue: TestClient) -> None:
     assert by_name["location"]["attributeTypes"] == ["GeoProperty"]
 
 
-def test_type_info_by_full_iri(hue: TestClient) -> None:
-    from urllib.parse import quote
-
+def test_type_info_by_url_encoded_full_iri(hue: TestClient) -> None:
     body = ok(hue, "/types/" + quote(DEFAULT + "Bridge", safe=""))
     assert body["typeName"] == "Bridge"
     assert body["entityCount"] == 1
@@ -242,9 +241,11 @@ def test_attribute_used_as_property_and_relationship_lists_both_kinds(hue: TestC
     assert sorted(body["attributeTypes"]) == ["Property", "Relationship"]
 
 
-def test_attribute_count_counts_entities_having_it(hue: TestClient) -> None:
+def test_attribute_count_is_the_number_of_attribute_instances(hue: TestClient) -> None:
+    # 5.2.28: "Number of attribute instances with this attribute name"
     assert ok(hue, "/attributes/location")["attributeCount"] == 4
     assert ok(hue, "/attributes/spanLength")["attributeCount"] == 1
+    assert ok(hue, "/attributes/name")["attributeCount"] == 4
 
 
 def test_attribute_type_names_of_a_multi_typed_entity(hue: TestClient) -> None:

@@ -206,7 +206,9 @@ def test_create_entity_with_invalid_geometry_answers_400_and_creates_nothing(
     assert_absent(client)
 
 
-@pytest.mark.parametrize("bad_time", ["yesterday", "2025-13-01T07:00:00Z", "2025-03-01", 1740812400])
+@pytest.mark.parametrize(
+    "bad_time", ["yesterday", "2025-13-01T07:00:00Z", "2025-03-01", 1740812400]
+)
 def test_create_entity_with_invalid_observed_at_answers_400_and_creates_nothing(
     client: TestClient, bad_time: Any
 ) -> None:
@@ -654,9 +656,7 @@ def test_delete_attribute_answers_204_and_removes_it(client: TestClient) -> None
 def test_delete_attribute_with_dataset_id_removes_only_that_instance(client: TestClient) -> None:
     create(client, air_quality(pm25=[pm25(37.2), pm25(30.0, datasetId=DS_SATELLITE)]))
 
-    response = client.delete(
-        f"{ENTITIES}/{AQ_ID}/attrs/pm25", params={"datasetId": DS_SATELLITE}
-    )
+    response = client.delete(f"{ENTITIES}/{AQ_ID}/attrs/pm25", params={"datasetId": DS_SATELLITE})
 
     assert response.status_code == 204
     assert retrieve(client)["pm25"] == canonical(pm25(37.2))
@@ -698,9 +698,7 @@ def test_delete_missing_attribute_answers_404(client: TestClient) -> None:
 def test_delete_attribute_with_unknown_dataset_id_answers_404(client: TestClient) -> None:
     create(client, air_quality())
 
-    response = client.delete(
-        f"{ENTITIES}/{AQ_ID}/attrs/pm25", params={"datasetId": DS_SATELLITE}
-    )
+    response = client.delete(f"{ENTITIES}/{AQ_ID}/attrs/pm25", params={"datasetId": DS_SATELLITE})
 
     assert_problem(response, 404, "ResourceNotFound")
     assert retrieve(client)["pm25"] == canonical(pm25())
@@ -759,8 +757,13 @@ GEOMETRIES = {
     "Polygon": {
         "type": "Polygon",
         "coordinates": [
-            [[107.570, 16.460], [107.590, 16.460], [107.590, 16.480], [107.570, 16.480],
-             [107.570, 16.460]]
+            [
+                [107.570, 16.460],
+                [107.590, 16.460],
+                [107.590, 16.480],
+                [107.570, 16.480],
+                [107.570, 16.460],
+            ]
         ],
     },
     "MultiPoint": {"type": "MultiPoint", "coordinates": [CITADEL, [107.5905, 16.4637]]},
@@ -866,7 +869,10 @@ def test_observed_at_and_unit_code_round_trip(client: TestClient) -> None:
 
 
 def test_two_instances_by_dataset_id_come_back_as_a_list(client: TestClient) -> None:
-    create(client, air_quality(pm25=[pm25(37.2, datasetId=DS_SENSOR), pm25(30.0, datasetId=DS_SATELLITE)]))
+    create(
+        client,
+        air_quality(pm25=[pm25(37.2, datasetId=DS_SENSOR), pm25(30.0, datasetId=DS_SATELLITE)]),
+    )
 
     instances = retrieve(client)["pm25"]
 

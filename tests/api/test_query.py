@@ -89,7 +89,11 @@ HUE: list[dict[str, Any]] = [
         "yearBuilt": prop(1601),
         "unesco": prop(False),
         "address": prop(
-            {"streetAddress": "Nguyễn Phúc Nguyên", "addressLocality": "Huế", "district": "Kim Long"}
+            {
+                "streetAddress": "Nguyễn Phúc Nguyên",
+                "addressLocality": "Huế",
+                "district": "Kim Long",
+            }
         ),
         "location": point(THIEN_MU),
         "scope": "/Hue/KimLong",
@@ -341,6 +345,10 @@ def test_q_ordering_on_integers_against_decimal_literal(hue: TestClient) -> None
     assert found(hue, type="HeritageSite", q="yearBuilt<1804.5") == {IMPERIAL, PAGODA}
 
 
+def test_q_values_of_different_data_types_are_unequal(hue: TestClient) -> None:
+    assert found(hue, type="HeritageSite", q='yearBuilt=="1804"') == set()
+
+
 def test_q_attribute_alone_selects_entities_having_it(hue: TestClient) -> None:
     assert found(hue, q="waterLevel") == {GAUGE}
 
@@ -480,6 +488,13 @@ def test_q_with_attrs_filters_then_projects(hue: TestClient) -> None:
         assert set(entity) - {"id", "type"} == {"pm25"}
 
 
+def test_q_may_test_attributes_that_attrs_leaves_out(hue: TestClient) -> None:
+    entities = get(hue, type="HeritageSite", q="yearBuilt==1804", attrs="name")
+    assert [e["id"] for e in entities] == [IMPERIAL]
+    assert entities[0]["name"]["value"] == "Imperial City"
+    assert "yearBuilt" not in entities[0]
+
+
 @pytest.mark.parametrize(
     "q",
     [
@@ -560,7 +575,9 @@ def test_near_min_distance_results_are_ordered_nearest_first(hue: TestClient) ->
 
 
 def test_within_polygon(hue: TestClient) -> None:
-    result = found(hue, type=f"{SITES},AirQualityObserved", georel="within", **polygon(CITADEL_RING))
+    result = found(
+        hue, type=f"{SITES},AirQualityObserved", georel="within", **polygon(CITADEL_RING)
+    )
     assert result == {IMPERIAL, AQ_CITADEL}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 from starlette.applications import Starlette
@@ -28,6 +28,7 @@ from urbanstack.store.base import EntityStore
 
 LOGGER = logging.getLogger(__name__)
 PROBLEM = "application/json"
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def problem_response(error: NgsiLdError) -> Response:
@@ -47,9 +48,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return problem_response(ResourceNotFound(f"No resource at {request.url.path}"))
     if exc.status_code == 405:
-        return problem_response(
+        response = problem_response(
             MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
         )
+        if exc.headers and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     error = NgsiLdError(str(exc.detail))
     error.status = exc.status_code
     return problem_response(error)
@@ -60,33 +64,51 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return problem_response(InternalError("An unexpected error occurred; see the server log"))
 
 
+def _route(path: str, **handlers: Endpoint) -> Route:
+    """One route per path, dispatching on the method, so a 405 can list every allowed one."""
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return Route(path, dispatch, methods=list(handlers))
+
+
 def ngsi_routes() -> list[Route]:
     """Every NGSI-LD route, relative to /ngsi-ld/v1."""
+    ops = "/entityOperations/"
     return [
-        Route("/entities", entities.query_entities, methods=["GET"]),
-        Route("/entities", entities.create_entity, methods=["POST"]),
-        Route("/entities/{entityId}", entities.retrieve_entity, methods=["GET"]),
-        Route("/entities/{entityId}", entities.delete_entity, methods=["DELETE"]),
-        Route("/entities/{entityId}", entities.replace_entity, methods=["PUT"]),
-        Route("/entities/{entityId}", entities.merge_entity, methods=["PATCH"]),
-        Route("/entities/{entityId}/attrs", entities.append_attrs, methods=["POST"]),
-        Route("/entities/{entityId}/attrs", entities.update_attrs, methods=["PATCH"]),
-        Route("/entities/{entityId}/attrs/{attrId}", entities.update_attr, methods=["PATCH"]),
-        Route("/entities/{entityId}/attrs/{attrId}", entities.delete_attr, methods=["DELETE"]),
-        Route("/entityOperations/create", batch.batch_create, methods=["POST"]),
-        Route("/entityOperations/upsert", batch.batch_upsert, methods=["POST"]),
-        Route("/entityOperations/update", batch.batch_update, methods=["POST"]),
-        Route("/entityOperations/delete", batch.batch_delete, methods=["POST"]),
-        Route("/entityOperations/merge", batch.batch_merge, methods=["POST"]),
-        Route("/entityOperations/query", batch.batch_query, methods=["POST"]),
-        Route("/types", discovery.list_types, methods=["GET"]),
-        Route("/types/{type}", discovery.retrieve_type, methods=["GET"]),
-        Route("/attributes", discovery.list_attributes, methods=["GET"]),
-        Route("/attributes/{attrId}", discovery.retrieve_attribute, methods=["GET"]),
-        Route("/jsonldContexts", contexts.list_contexts, methods=["GET"]),
-        Route("/jsonldContexts", contexts.add_context, methods=["POST"]),
-        Route("/jsonldContexts/{contextId}", contexts.serve_context, methods=["GET"]),
-        Route("/jsonldContexts/{contextId}", contexts.delete_context, methods=["DELETE"]),
+        _route("/entities", GET=entities.query_entities, POST=entities.create_entity),
+        _route(
+            "/entities/{entityId}",
+            GET=entities.retrieve_entity,
+            DELETE=entities.delete_entity,
+            PUT=entities.replace_entity,
+            PATCH=entities.merge_entity,
+        ),
+        _route(
+            "/entities/{entityId}/attrs", POST=entities.append_attrs, PATCH=entities.update_attrs
+        ),
+        _route(
+            "/entities/{entityId}/attrs/{attrId}",
+            PATCH=entities.update_attr,
+            DELETE=entities.delete_attr,
+        ),
+        _route(ops + "create", POST=batch.batch_create),
+        _route(ops + "upsert", POST=batch.batch_upsert),
+        _route(ops + "update", POST=batch.batch_update),
+        _route(ops + "delete", POST=batch.batch_delete),
+        _route(ops + "merge", POST=batch.batch_merge),
+        _route(ops + "query", POST=batch.batch_query),
+        _route("/types", GET=discovery.list_types),
+        _route("/types/{type:path}", GET=discovery.retrieve_type),
+        _route("/attributes", GET=discovery.list_attributes),
+        _route("/attributes/{attrId:path}", GET=discovery.retrieve_attribute),
+        _route("/jsonldContexts", GET=contexts.list_contexts, POST=contexts.add_context),
+        _route(
+            "/jsonldContexts/{contextId}",
+            GET=contexts.serve_context,
+            DELETE=contexts.delete_context,
+        ),
     ]
 
 
@@ -127,8 +149,8 @@ def create_app(
     app = Starlette(
         routes=[
             Mount("/ngsi-ld/v1", routes=ngsi_routes()),
-            Route("/health", system.health, methods=["GET"]),
-            Route("/version", system.version, methods=["GET"]),
+            _route("/health", GET=system.health),
+            _route("/version", GET=system.version),
         ],
         exception_handlers={
             NgsiLdError: _ngsi_error,

@@ -95,7 +95,7 @@ async def batch_query(request: Request) -> Response:
     accept = negotiate(request)
     body, terms = await _parsed(request)
     query = entity_query_from_body(body, request.query_params, terms, broker.settings)
-    opts = render_options(request.query_params, terms, extra_attrs=None)
+    opts = render_options(request.query_params, terms, extra_attrs=body.get("attrs"))
     page = await query_entities(broker, caller_of(request), query)
     headers = {"NGSILD-Results-Count": str(page.total)} if page.total is not None else {}
     data = [render_entity(e, terms, opts) for e in page.entities]

@@ -11,7 +11,7 @@ from urbanstack.ngsild.geo import parse_geo_query
 from urbanstack.ngsild.jsonld import TermMap
 from urbanstack.ngsild.model import validate_entity_id, validate_name
 from urbanstack.ngsild.q import parse_query_q
-from urbanstack.ngsild.query import EntityQuery
+from urbanstack.ngsild.query import EntityQuery, EntitySelector
 from urbanstack.ngsild.representation import LOCATION_IRI, RenderOptions, parse_options
 from urbanstack.ngsild.scope import parse_scope_q
 from urbanstack.ngsild.typeq import parse_type_query
@@ -113,18 +113,21 @@ def entity_query_from_body(
     """A POST /entityOperations/query body (a ``Query``) plus its URL paging parameters."""
     if not isinstance(body, dict) or body.get("type", "Query") != "Query":
         raise BadRequestData("The body must be a Query object")
-    ids: list[str] = []
-    patterns: list[str] = []
-    type_names: list[str] = []
-    for selector in body.get("entities") or []:
-        if not isinstance(selector, dict):
-            raise BadRequestData("entities must be a list of EntitySelector objects")
-        if "id" in selector:
-            ids.append(validate_entity_id(selector["id"]))
-        if "idPattern" in selector:
-            patterns.append(_check_regex(selector["idPattern"]))
-        if "type" in selector:
-            type_names.append(selector["type"])
+    selectors: list[EntitySelector] = []
+    raw_selectors = body.get("entities") or []
+    if not isinstance(raw_selectors, list):
+        raise BadRequestData("entities must be a list of EntitySelector objects")
+    for selector in raw_selectors:
+        if not isinstance(selector, dict) or not isinstance(selector.get("type"), str):
+            raise BadRequestData("Each EntitySelector is an object with a type")
+        pattern = selector.get("idPattern")
+        selectors.append(
+            EntitySelector(
+                ids=(validate_entity_id(selector["id"]),) if "id" in selector else (),
+                id_pattern=_check_regex(pattern) if pattern else None,
+                types=parse_type_query(selector["type"], terms.expand),
+            )
+        )
     geo_q = body.get("geoQ")
     geo = None
     if geo_q is not None:
@@ -140,9 +143,7 @@ def entity_query_from_body(
     q_text = body.get("q")
     scope_text = body.get("scopeQ")
     return EntityQuery(
-        ids=tuple(ids),
-        id_pattern="|".join(f"(?:{p})" for p in patterns) or None,
-        types=parse_type_query(",".join(type_names), terms.expand) if type_names else None,
+        selectors=tuple(selectors),
         attrs=_attr_set(body.get("attrs"), terms, "attrs"),
         q=parse_query_q(q_text, terms.expand) if q_text else None,
         scope_q=parse_scope_q(scope_text) if scope_text else None,

@@ -13,11 +13,13 @@ from typing import Any
 from urbanstack.broker.caller import Caller
 from urbanstack.broker.entities import (
     Broker,
+    UpdateResult,
     append_change,
     create_change,
     delete_change,
     merge_change,
     parse_fragment,
+    require_tenant,
 )
 from urbanstack.ngsild.errors import BadRequestData, NgsiLdError
 from urbanstack.ngsild.jsonld import TermMap
@@ -58,10 +60,15 @@ async def _run(
     caller: Caller,
     body: Any,
     make_change: Callable[[Any], EntityChange],
+    *,
+    creates: bool = False,
 ) -> BatchResult:
+    items = _items(body)
+    if not creates:
+        await require_tenant(broker, caller)
     result = BatchResult()
     changes: list[EntityChange] = []
-    for item in _items(body):
+    for item in items:
         try:
             changes.append(make_change(item))
         except NgsiLdError as err:
@@ -70,6 +77,10 @@ async def _run(
         for outcome in await broker.store.change_entities(caller.tenant, changes):
             if outcome.error is not None:
                 result.errors.append((outcome.entity_id, outcome.error))
+            elif isinstance(outcome.result, UpdateResult) and outcome.result.not_updated:
+                names = ", ".join(sorted({iri for iri, _ in outcome.result.not_updated}))
+                error = BadRequestData(f"Attributes not overwritten (noOverwrite): {names}")
+                result.errors.append((outcome.entity_id, error))
             else:
                 result.success.append(outcome.entity_id)
                 if outcome.old is None and outcome.new is not None:
@@ -81,7 +92,11 @@ async def batch_create(broker: Broker, caller: Caller, body: Any, terms: TermMap
     """POST /entityOperations/create."""
     now = now_timestamp()
     return await _run(
-        broker, caller, body, lambda item: create_change(parse_entity(item, terms, now))
+        broker,
+        caller,
+        body,
+        lambda item: create_change(parse_entity(item, terms, now)),
+        creates=True,
     )
 
 
@@ -118,6 +133,7 @@ async def batch_upsert(
         caller,
         body,
         lambda item: _upsert_change(parse_entity(item, terms, now), replace=replace),
+        creates=True,
     )
 
 

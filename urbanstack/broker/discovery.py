@@ -17,9 +17,11 @@ from urbanstack.store.base import DiscoveryRow
 def _by_type(rows: list[DiscoveryRow]) -> dict[str, dict[str, Any]]:
     types: dict[str, dict[str, Any]] = {}
     for row in rows:
+        if row.entity_type is None:
+            continue
         info = types.setdefault(row.entity_type, {"count": 0, "attrs": defaultdict(set)})
         if row.attribute is None:
-            info["count"] = row.entity_count
+            info["count"] = row.count
         else:
             info["attrs"][row.attribute].add(row.attribute_type)
     return types
@@ -31,9 +33,11 @@ def _by_attribute(rows: list[DiscoveryRow]) -> dict[str, dict[str, Any]]:
         if row.attribute is None:
             continue
         info = attrs.setdefault(row.attribute, {"count": 0, "kinds": set(), "types": set()})
-        info["count"] += row.entity_count
-        info["kinds"].add(row.attribute_type)
-        info["types"].add(row.entity_type)
+        if row.entity_type is None:
+            info["count"] += row.count
+            info["kinds"].add(row.attribute_type)
+        else:
+            info["types"].add(row.entity_type)
     return attrs
 
 

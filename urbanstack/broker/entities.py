@@ -16,6 +16,7 @@ from urbanstack.broker.contexts import ContextService
 from urbanstack.ngsild.errors import (
     AlreadyExists,
     BadRequestData,
+    NonexistentTenant,
     ResourceNotFound,
     TooManyResults,
 )
@@ -66,7 +67,17 @@ def _only(result: ChangeResult) -> Any:
     return result.result
 
 
-async def _change_one(broker: Broker, caller: Caller, change: EntityChange) -> Any:
+async def require_tenant(broker: Broker, caller: Caller) -> None:
+    """Refuse operations on a tenant no write has created (only creations create one)."""
+    if caller.tenant is not None and not await broker.store.tenant_exists(caller.tenant):
+        raise NonexistentTenant(f"Tenant {caller.tenant!r} does not exist")
+
+
+async def _change_one(
+    broker: Broker, caller: Caller, change: EntityChange, *, creates: bool = False
+) -> Any:
+    if not creates:
+        await require_tenant(broker, caller)
     results = await broker.store.change_entities(caller.tenant, [change])
     return _only(results[0])
 
@@ -89,7 +100,7 @@ def create_change(entity: Entity) -> EntityChange:
 async def create_entity(broker: Broker, caller: Caller, body: Any, terms: TermMap) -> str:
     """POST /entities: validate and create one entity; returns its id."""
     entity = parse_entity(body, terms, now_timestamp())
-    return await _change_one(broker, caller, create_change(entity))
+    return await _change_one(broker, caller, create_change(entity), creates=True)
 
 
 async def retrieve_entity(broker: Broker, caller: Caller, entity_id: str) -> Entity:
@@ -282,6 +293,12 @@ async def update_attr(
         )
         if index < 0:
             raise ResourceNotFound(f"Attribute {attr_name!r} does not exist in {entity_id!r}")
+        old_type = instances[index].get("type")  # type: ignore[index]
+        if patch.get("type") not in (None, old_type):
+            raise BadRequestData(
+                f"Attribute {attr_name!r} is a {old_type}; a partial update cannot make it a "
+                f"{patch['type']}"
+            )
         instances[index] = merge_instance(instances[index], patch)  # type: ignore[index]
         touch(current, now)
         return Write(current)

@@ -13,6 +13,15 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class EntitySelector:
+    """One element of a Query's ``entities``: id, idPattern and type, all required together."""
+
+    ids: tuple[str, ...] = ()
+    id_pattern: str | None = None
+    types: TypeExpr | None = None
+
+
+@dataclass(frozen=True)
 class EntityQuery:
     """A validated entity query, all names expanded; stores compile it to their own SQL.
 
@@ -23,6 +32,7 @@ class EntityQuery:
     ids: tuple[str, ...] = ()
     id_pattern: str | None = None
     types: TypeExpr | None = None
+    selectors: tuple[EntitySelector, ...] = ()  # alternatives (OR), from a POST query body
     attrs: frozenset[str] | None = None
     q: QExpr | None = None
     scope_q: ScopeExpr | None = None
@@ -38,6 +48,7 @@ class EntityQuery:
             self.ids
             or self.id_pattern
             or self.types
+            or self.selectors
             or self.attrs
             or self.q
             or self.geo

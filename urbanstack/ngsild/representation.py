@@ -76,6 +76,8 @@ def _compact_value(inst: Instance, terms: TermMap) -> Any:
         if isinstance(value, list):
             return [terms.compact(v) for v in value]
         return terms.compact(value)
+    if attr_type == "ListRelationship" and isinstance(value, list):
+        return [{"object": v} for v in value]
     return value
 
 
@@ -122,6 +124,12 @@ def _key_value(inst: Instance, terms: TermMap, opts: RenderOptions) -> Any:
         return picked[1] if picked else None
     if inst["type"] == "LanguageProperty":
         return {"languageMap": value}
+    if inst["type"] == "VocabProperty":
+        return {"vocab": value}
+    if inst["type"] == "JsonProperty":
+        return {"json": value}
+    if inst["type"] == "ListRelationship":
+        return [item["object"] for item in value]
     return value
 
 

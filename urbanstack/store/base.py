@@ -97,15 +97,14 @@ class ContextRecord:
 
 @dataclass
 class DiscoveryRow:
-    """One (entity type, attribute, attribute type) combination and how many entities have it.
+    """A discovery fact: a type's entity count (``attribute`` None), an (entity type,
+    attribute, attribute type) combination (``count`` 0), or an attribute's instance count
+    per attribute type (``entity_type`` None)."""
 
-    ``attribute`` is None for the row counting a type's entities.
-    """
-
-    entity_type: str
+    entity_type: str | None
     attribute: str | None
     attribute_type: str | None
-    entity_count: int
+    count: int
 
 
 @dataclass
@@ -173,7 +172,8 @@ class EntityStore(abc.ABC):
 
     @abc.abstractmethod
     async def discovery(self, tenant: str | None) -> list[DiscoveryRow]:
-        """Per type, its entity count and per (attribute, attribute type) entity counts."""
+        """Entity counts per type, which attributes (and attribute types) each type has,
+        and instance counts per (attribute, attribute type); see :class:`DiscoveryRow`."""
 
     @abc.abstractmethod
     async def put_context(self, record: ContextRecord) -> None:

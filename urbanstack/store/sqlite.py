@@ -445,10 +445,14 @@ class SQLiteStore(EntityStore):
                 "SELECT type, NULL, NULL, count(*) FROM entity_types GROUP BY type"
             ).fetchall()
             rows += conn.execute(
-                "SELECT t.type, p.path, av.kind, count(DISTINCT av.rid) FROM attr_values av "
+                "SELECT DISTINCT t.type, p.path, av.kind, 0 FROM attr_values av "
                 "JOIN paths p ON p.pid = av.pid JOIN entity_types t ON t.rid = av.rid "
-                "WHERE av.kind IS NOT NULL AND instr(p.path, char(31)) = 0 "
-                "GROUP BY t.type, p.path, av.kind"
+                "WHERE av.val IS NULL AND instr(p.path, char(31)) = 0"
+            ).fetchall()
+            rows += conn.execute(
+                "SELECT NULL, p.path, av.kind, count(*) FROM attr_values av "
+                "JOIN paths p ON p.pid = av.pid "
+                "WHERE av.val IS NULL AND instr(p.path, char(31)) = 0 GROUP BY p.path, av.kind"
             ).fetchall()
             return [DiscoveryRow(*r) for r in rows]
 

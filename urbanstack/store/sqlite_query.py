@@ -198,6 +198,21 @@ def compile_scope(expr: ScopeExpr, params: list[Any]) -> str:
     )
 
 
+def _selector_sql(
+    ids: tuple[str, ...], id_pattern: str | None, types: TypeExpr | None, params: list[Any]
+) -> list[str]:
+    where = []
+    if ids:
+        where.append(f"e.id IN ({','.join('?' * len(ids))})")
+        params += list(ids)
+    if id_pattern:
+        where.append("regexp(?, e.id)")
+        params.append(id_pattern)
+    if types is not None:
+        where.append(compile_types(types, params))
+    return where
+
+
 def compile_query(
     query: EntityQuery,
     lookup: PathLookup,
@@ -206,14 +221,13 @@ def compile_query(
 ) -> CompiledQuery:
     """The WHERE clauses (and geo join) selecting the entities of ``query``."""
     out = CompiledQuery()
-    if query.ids:
-        out.where.append(f"e.id IN ({','.join('?' * len(query.ids))})")
-        out.params += list(query.ids)
-    if query.id_pattern:
-        out.where.append("regexp(?, e.id)")
-        out.params.append(query.id_pattern)
-    if query.types is not None:
-        out.where.append(compile_types(query.types, out.params))
+    out.where += _selector_sql(query.ids, query.id_pattern, query.types, out.params)
+    if query.selectors:
+        alternatives = []
+        for sel in query.selectors:
+            parts = _selector_sql(sel.ids, sel.id_pattern, sel.types, out.params)
+            alternatives.append("(" + (" AND ".join(parts) or "1") + ")")
+        out.where.append("(" + " OR ".join(alternatives) + ")")
     if query.attrs:
         pids = [p for p in (lookup(a) for a in query.attrs) if p is not None]
         if not pids:
