@@ -14,6 +14,7 @@ from urbanstack.ngsild.jsonld import core_term_map
 from urbanstack.ngsild.model import Entity, parse_entity
 from urbanstack.ngsild.q import match_q, parse_query_q
 from urbanstack.ngsild.query import EntityQuery
+from urbanstack.ngsild.scope import match_scope, parse_scope_q
 from urbanstack.ngsild.typeq import parse_type_query
 from urbanstack.store import store_from_url
 from urbanstack.store.base import ContextRecord, Delete, EntityChange, EntityStore, Keep, Write
@@ -219,6 +220,11 @@ def _random_entity(rng: random.Random, n: int) -> Entity:
             "type": "Property",
             "value": {"@type": "DateTime", "@value": f"2020-05-0{rng.randint(1, 3)}T10:00:00Z"},
         }
+    if rng.random() < 0.6:
+        body["scope"] = rng.sample(
+            ["/Hue", "/Hue/Center", "/Hue/Center/Citadel", "/Hue/North", "/HueX", "/Hanoi/BaDinh"],
+            rng.randint(1, 2),
+        )
     if rng.random() < 0.3:
         body["open"] = {"type": "Property", "value": rng.choice([True, False])}
     return parse_entity(body, TERMS, NOW)
@@ -279,6 +285,32 @@ async def test_sql_q_agrees_with_reference_evaluator(store: EntityStore, q_text:
     expected = [e["id"] for e in entities if match_q(expr, e)]
     page = await store.query_entities(None, EntityQuery(q=expr, limit=1000))
     assert [e["id"] for e in page.entities] == expected
+
+
+SCOPE_CASES = [
+    "/Hue",
+    "/Hue/#",
+    "/Hue/+",
+    "/+/Center",
+    "/#",
+    "/Hue/Center;/Hue/North",
+    "/Hanoi/#|/Hue/Center/#",
+    "(/Hue/North,/HueX);/Hue/#",
+]
+
+
+@pytest.mark.parametrize("scope_text", SCOPE_CASES)
+async def test_sql_scope_q_agrees_with_reference_evaluator(
+    store: EntityStore, scope_text: str
+) -> None:
+    rng = random.Random(11)
+    entities = [_random_entity(rng, n) for n in range(120)]
+    await store.change_entities(None, [create(e) for e in entities])
+    expr = parse_scope_q(scope_text)
+    expected = [e["id"] for e in entities if match_scope(expr, e.get("scope", []))]
+    page = await store.query_entities(None, EntityQuery(scope_q=expr, limit=1000))
+    assert [e["id"] for e in page.entities] == expected
+    assert expected, "the case should match something"
 
 
 async def test_contexts_round_trip(store: EntityStore) -> None:

@@ -171,7 +171,6 @@ class SQLiteStore(EntityStore):
         conn.create_function("regexp", 2, _regexp, deterministic=True)
         conn.create_function("geo_match", 2, self._geo_match)
         conn.create_function("geo_distance", 2, self._geo_distance)
-        conn.create_function("scope_match", 2, self._scope_match)
         if write:
             self._migrate(conn)
         return conn
@@ -369,11 +368,6 @@ class SQLiteStore(EntityStore):
     def _geo_distance(self, slot: int, wkb: bytes) -> float:
         return self._slots[slot].distance_m(wkb)
 
-    def _scope_match(self, slot: int, scopes_json: str) -> bool:
-        from urbanstack.ngsild.scope import match_scope
-
-        return match_scope(self._slots[slot], orjson.loads(scopes_json))
-
     async def query_entities(self, tenant: str | None, query: EntityQuery) -> QueryResult:
         tenant = validate_tenant(tenant)
         predicate = None
@@ -384,16 +378,12 @@ class SQLiteStore(EntityStore):
 
         def run(conn: sqlite3.Connection) -> QueryResult:
             slot = id(predicate)
-            scope_slot = id(query.scope_q)
             if predicate is not None:
                 self._slots[slot] = predicate
-            if query.scope_q is not None:
-                self._slots[scope_slot] = query.scope_q
             try:
                 return self._run_query(conn, tenant, query, predicate, slot)
             finally:
                 self._slots.pop(slot, None)
-                self._slots.pop(scope_slot, None)
 
         return await self._read(tenant, run)
 

@@ -23,7 +23,12 @@ from urbanstack.ngsild.q import (
     Range,
 )
 from urbanstack.ngsild.query import EntityQuery
-from urbanstack.ngsild.scope import ScopeExpr
+from urbanstack.ngsild.scope import (
+    ScopeAnd,
+    ScopeExpr,
+    ScopePattern,
+    scope_pattern_regex,
+)
 from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeName, TypeOr
 from urbanstack.store.sqlite_index import DT, KEY, REL, SUB, sql_value
 
@@ -188,14 +193,30 @@ def compile_types(expr: TypeExpr, params: list[Any]) -> str:
     raise TypeError(f"not a type expression: {expr!r}")
 
 
+def _scope_pattern_sql(pattern: ScopePattern, params: list[Any]) -> str:
+    if "+" in pattern.levels:
+        params.append(scope_pattern_regex(pattern))
+        test = "regexp(?, s.scope)"
+    elif not pattern.levels:
+        test = "1"  # the lone /#: any scope
+    else:
+        path = "/" + "/".join(pattern.levels)
+        if pattern.descendants:
+            # the scope itself, or anything below it ('0' follows '/' in code-point order)
+            params += [path, path + "/", path + "0"]
+            test = "(s.scope = ? OR (s.scope >= ? AND s.scope < ?))"
+        else:
+            params.append(path)
+            test = "s.scope = ?"
+    return f"EXISTS (SELECT 1 FROM entity_scopes s WHERE s.rid = e.rid AND {test})"
+
+
 def compile_scope(expr: ScopeExpr, params: list[Any]) -> str:
-    """SQL for a scopeQ expression: evaluated over the entity's own scope rows."""
-    params.append(id(expr))
-    return (
-        "EXISTS (SELECT 1 FROM entity_scopes s WHERE s.rid = e.rid) AND "
-        "scope_match(?, (SELECT json_group_array(s.scope) FROM entity_scopes s "
-        "WHERE s.rid = e.rid))"
-    )
+    """SQL for a scopeQ expression over the entity's scope rows, correlated on ``e.rid``."""
+    if isinstance(expr, ScopePattern):
+        return _scope_pattern_sql(expr, params)
+    joiner = " AND " if isinstance(expr, ScopeAnd) else " OR "
+    return "(" + joiner.join(compile_scope(t, params) for t in expr.terms) + ")"
 
 
 def _selector_sql(
