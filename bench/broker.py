@@ -525,7 +525,9 @@ def run_wrk(script: str, port: int, duration: int, env: dict[str, str]) -> WrkRe
     if socket_errors:
         problems.append(f"socket errors {socket_errors}")
     if result.requests == 0:
-        problems.append("no request completed")
+        problems.append(
+            f"no request completed within the {duration} s run (wrk timeout {WRK_TIMEOUT_S} s)"
+        )
     if problems:
         result.problem = "; ".join(problems)
     return result
