@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +21,7 @@ from urbanstack.api.params import entity_query_from_body, render_options
 from urbanstack.broker import batch as uc
 from urbanstack.broker.batch import BatchResult
 from urbanstack.broker.entities import query_entities
+from urbanstack.ngsild.jsonld import TermMap
 from urbanstack.ngsild.representation import render_entity
 
 
@@ -42,7 +45,7 @@ def batch_response(result: BatchResult, *, created_status: bool) -> Response:
     return no_content()
 
 
-async def _parsed(request: Request):  # type: ignore[no-untyped-def]
+async def _parsed(request: Request) -> tuple[Any, TermMap]:
     body = await read_json(request)
     terms = await request_terms(request, body, has_body=True)
     return strip_context(body), terms

@@ -7,7 +7,6 @@ parts (a :class:`TermMap` for the request's @context), validates with
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -285,21 +284,20 @@ async def update_attr(
     def apply(current: Entity | None) -> Write:
         if current is None:
             raise _not_found(entity_id)
-        instances = current["attrs"].get(iri)
+        instances = current["attrs"].get(iri) or []
         dataset_id = patch.get("datasetId")
         index = next(
-            (i for i, inst in enumerate(instances or []) if inst.get("datasetId") == dataset_id),
-            -1,
+            (i for i, inst in enumerate(instances) if inst.get("datasetId") == dataset_id), -1
         )
         if index < 0:
             raise ResourceNotFound(f"Attribute {attr_name!r} does not exist in {entity_id!r}")
-        old_type = instances[index].get("type")  # type: ignore[index]
+        old_type = instances[index].get("type")
         if patch.get("type") not in (None, old_type):
             raise BadRequestData(
                 f"Attribute {attr_name!r} is a {old_type}; a partial update cannot make it a "
                 f"{patch['type']}"
             )
-        instances[index] = merge_instance(instances[index], patch)  # type: ignore[index]
+        instances[index] = merge_instance(instances[index], patch)
         touch(current, now)
         return Write(current)
 
@@ -351,8 +349,3 @@ async def query_entities(broker: Broker, caller: Caller, query: EntityQuery) -> 
         page.entities = page.entities[: query.limit]
         page.more = True
     return page
-
-
-def snapshot(entity: Entity) -> Entity:
-    """A deep copy of an entity (for callers that must not share the stored dict)."""
-    return copy.deepcopy(entity)

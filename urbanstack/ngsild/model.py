@@ -20,7 +20,6 @@ Compound values are kept as given (their keys are not expanded).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -525,6 +524,3 @@ def touch(entity: Entity, now: str) -> None:
 def values_of(instance: Instance) -> Any:
     """The value an instance carries, whatever its attribute type."""
     return instance.get(VALUE_MEMBER.get(instance.get("type", "Property"), "value"))
-
-
-AttributeFilter = Callable[[str], bool]
