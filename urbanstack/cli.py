@@ -43,7 +43,10 @@ def serve(host: str | None, port: int | None, store: str | None, log_level: str 
 
     from urbanstack.api.app import create_app
 
-    settings = Settings.from_env(host=host, port=port, store=store, log_level=log_level)
+    try:
+        settings = Settings.from_env(host=host, port=port, store=store, log_level=log_level)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

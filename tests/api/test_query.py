@@ -904,3 +904,23 @@ def test_invalid_offset_is_bad_request(client: TestClient, offset: str) -> None:
 
 def test_invalid_count_value_is_bad_request(client: TestClient) -> None:
     assert_bad_request(client, type="AirQualityObserved", count="yes")
+
+
+def test_expand_values_lets_q_name_a_vocab_value_by_its_term(client: TestClient) -> None:
+    entity = {
+        "id": "urn:ngsi-ld:AirQualityObserved:hue-1",
+        "type": "AirQualityObserved",
+        "airQualityLevel": {"type": "VocabProperty", "vocab": "moderate"},
+    }
+    assert client.post(f"{API}/entities", json=entity).status_code == 201
+    params = {"type": "AirQualityObserved", "q": "airQualityLevel==moderate"}
+    assert client.get(f"{API}/entities", params=params).json() == []
+    params["expandValues"] = "airQualityLevel"
+    found = client.get(f"{API}/entities", params=params).json()
+    assert [e["id"] for e in found] == [entity["id"]]
+
+
+def test_count_alone_does_not_lift_the_filter_requirement(client: TestClient) -> None:
+    response = client.get(f"{API}/entities", params={"count": "true"})
+    assert response.status_code == 400
+    assert response.json()["type"] == ERRORS + "BadRequestData"

@@ -41,3 +41,9 @@ def test_health_and_version_reject_other_methods(client: TestClient) -> None:
         response = client.post(path, json={})
         assert response.status_code == 405
         assert response.json()["status"] == 405
+
+
+def test_head_on_a_get_route_answers_like_get_without_body(client: TestClient) -> None:
+    response = client.head("/health")
+    assert response.status_code == 200
+    assert response.content == b""

@@ -165,3 +165,12 @@ def test_version_flag_prints_version() -> None:
         [sys.executable, "-m", "urbanstack.cli", "--version"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "urbanstack" in out.stdout
+
+
+def test_invalid_setting_is_reported_without_traceback() -> None:
+    env = {**os.environ, "URBANSTACK_PORT": "http"}
+    out = subprocess.run(
+        [sys.executable, "-m", "urbanstack.cli", "serve"], capture_output=True, text=True, env=env
+    )
+    assert out.returncode != 0
+    assert "URBANSTACK_PORT" in out.stderr and "Traceback" not in out.stderr

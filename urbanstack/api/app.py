@@ -68,7 +68,9 @@ def _route(path: str, **handlers: Endpoint) -> Route:
     """One route per path, dispatching on the method, so a 405 can list every allowed one."""
 
     async def dispatch(request: Request) -> Response:
-        return await handlers[request.method](request)
+        # Starlette answers HEAD wherever GET is allowed; the server drops the body
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
 
     return Route(path, dispatch, methods=list(handlers))
 

@@ -86,6 +86,7 @@ def entity_query_from_params(
     type_text = params.get("type")
     q_text = params.get("q")
     scope_text = params.get("scopeQ")
+    expand_values = [validate_name(a) for a in split_list(params.get("expandValues"))]
     geo = parse_geo_query(
         params.get("georel"),
         params.get("geometry"),
@@ -98,7 +99,7 @@ def entity_query_from_params(
         id_pattern=_check_regex(id_pattern) if id_pattern else None,
         types=parse_type_query(type_text, terms.expand) if type_text else None,
         attrs=_attr_set(params.get("attrs"), terms, "attrs"),
-        q=parse_query_q(q_text, terms.expand) if q_text else None,
+        q=parse_query_q(q_text, terms.expand, expand_values=expand_values) if q_text else None,
         scope_q=parse_scope_q(scope_text) if scope_text else None,
         geo=geo,
         limit=parse_int(params.get("limit"), "limit", settings.default_limit),

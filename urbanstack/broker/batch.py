@@ -62,6 +62,7 @@ async def _run(
     make_change: Callable[[Any], EntityChange],
     *,
     creates: bool = False,
+    terms: TermMap | None = None,
 ) -> BatchResult:
     items = _items(body)
     if not creates:
@@ -78,7 +79,8 @@ async def _run(
             if outcome.error is not None:
                 result.errors.append((outcome.entity_id, outcome.error))
             elif isinstance(outcome.result, UpdateResult) and outcome.result.not_updated:
-                names = ", ".join(sorted({iri for iri, _ in outcome.result.not_updated}))
+                compact = terms.compact if terms is not None else str
+                names = ", ".join(sorted({compact(i) for i, _ in outcome.result.not_updated}))
                 error = BadRequestData(f"Attributes not overwritten (noOverwrite): {names}")
                 result.errors.append((outcome.entity_id, error))
             else:
@@ -147,7 +149,7 @@ async def batch_update(
         fragment = parse_fragment(item, terms, entity_id, allow_null=False)
         return append_change(entity_id, fragment, overwrite=overwrite)
 
-    return await _run(broker, caller, body, make)
+    return await _run(broker, caller, body, make, terms=terms)
 
 
 async def batch_merge(broker: Broker, caller: Caller, body: Any, terms: TermMap) -> BatchResult:

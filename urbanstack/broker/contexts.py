@@ -200,18 +200,20 @@ class ContextService:
 # --- /jsonldContexts use cases
 
 
+def _millis(stamp: str) -> str:
+    return stamp[:23] + "Z" if len(stamp) == 27 and stamp.endswith("Z") else stamp
+
+
 def context_info(record: ContextRecord) -> dict[str, Any]:
     """The details of one stored context, as ``details=true`` lists them."""
     info: dict[str, Any] = {
         "URL": record.url,
         "localId": record.id,
         "kind": record.kind,
-        "createdAt": record.created_at[:23] + "Z"
-        if len(record.created_at) == 27
-        else record.created_at,
+        "createdAt": _millis(record.created_at),
     }
     if record.kind != "Hosted":
-        info["lastUsage"] = record.last_used
+        info["lastUsage"] = _millis(record.last_used) if record.last_used else None
         info["numberOfHits"] = record.hits
     return info
 

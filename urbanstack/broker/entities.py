@@ -334,7 +334,7 @@ async def delete_attr(
 
 async def query_entities(broker: Broker, caller: Caller, query: EntityQuery) -> QueryResult:
     """GET /entities and POST /entityOperations/query: one page of matching entities."""
-    if query.is_unbounded and not query.count:
+    if query.is_unbounded:
         raise BadRequestData(
             "A query needs at least one of id, idPattern, type, attrs, q, geometry or scopeQ"
         )
