@@ -113,6 +113,22 @@ class Range:
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """A lower and an upper bound that ONE value must satisfy together (``op`` "bounds").
+
+    ``a>=x;a<=y`` on the same path parses into this: the range is asked of each value,
+    which is what the query means for single values and, for multi-valued attributes
+    (several datasetIds, arrays), finds a value inside the range rather than one value
+    above ``x`` and another below ``y``. It also lets stores answer it with one index range.
+    """
+
+    low: QScalar
+    low_op: str  # ">" or ">="
+    high: QScalar
+    high_op: str  # "<" or "<="
+
+
+@dataclass(frozen=True)
 class AttrPath:
     """The target element of a query term.
 
@@ -138,7 +154,7 @@ class Comparison:
 
     path: AttrPath
     op: str
-    value: QScalar | tuple[QScalar, ...] | Range | re.Pattern[str] | None
+    value: QScalar | tuple[QScalar, ...] | Range | Bounds | re.Pattern[str] | None
 
 
 @dataclass(frozen=True)
@@ -709,7 +725,49 @@ def parse_query_q(
     if len(text) > MAX_Q_LENGTH:
         raise TooComplexQuery(f"q is longer than {MAX_Q_LENGTH} characters")
     expanded_values = {expand(name) for name in expand_values}
-    return _Parser(text, expand, expanded_values).parse()
+    return merge_bounds(_Parser(text, expand, expanded_values).parse())
+
+
+def _literal_class(value: Any) -> str | None:
+    if isinstance(value, DateTimeValue):
+        return "datetime"
+    if isinstance(value, bool):
+        return None
+    if _is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def merge_bounds(expr: QExpr) -> QExpr:
+    """Fold ``p>=x;p<=y`` (same path, same kind of literal) into one ``bounds`` comparison."""
+    if isinstance(expr, Or):
+        return Or(tuple(merge_bounds(t) for t in expr.terms))
+    if not isinstance(expr, And):
+        return expr
+    terms = [merge_bounds(t) for t in expr.terms]
+    groups: dict[tuple[AttrPath, str], list[int]] = {}
+    for i, term in enumerate(terms):
+        if isinstance(term, Comparison) and term.op in (">", ">=", "<", "<="):
+            kind = _literal_class(term.value)
+            if kind is not None:
+                groups.setdefault((term.path, kind), []).append(i)
+    merged: dict[int, QExpr] = {}
+    dropped: set[int] = set()
+    for indexes in groups.values():
+        lows = [i for i in indexes if terms[i].op in (">", ">=")]  # type: ignore[union-attr]
+        highs = [i for i in indexes if terms[i].op in ("<", "<=")]  # type: ignore[union-attr]
+        if len(lows) != 1 or len(highs) != 1:
+            continue
+        low, high = terms[lows[0]], terms[highs[0]]
+        assert isinstance(low, Comparison) and isinstance(high, Comparison)
+        bounds = Bounds(low.value, low.op, high.value, high.op)  # type: ignore[arg-type]
+        first, second = sorted((lows[0], highs[0]))
+        merged[first] = Comparison(low.path, "bounds", bounds)
+        dropped.add(second)
+    result = [merged.get(i, t) for i, t in enumerate(terms) if i not in dropped]
+    return result[0] if len(result) == 1 else And(tuple(result))
 
 
 def iter_comparisons(expr: QExpr) -> Iterator[Comparison]:
@@ -920,4 +978,10 @@ def _match_comparison(term: Comparison, entity: dict[str, Any]) -> bool:
         strings = [e for e in elements if isinstance(e, str)]
         hit = any(pattern.search(s) for s in strings)
         return hit if op == "~=" else bool(strings) and not hit
+    if op == "bounds":
+        b = term.value
+        assert isinstance(b, Bounds)
+        return any(
+            _satisfies(e, b.low_op, b.low) and _satisfies(e, b.high_op, b.high) for e in elements
+        )
     return any(_satisfies(e, op, term.value) for e in elements)

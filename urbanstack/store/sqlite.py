@@ -435,14 +435,14 @@ class SQLiteStore(EntityStore):
                 "SELECT type, NULL, NULL, count(*) FROM entity_types GROUP BY type"
             ).fetchall()
             rows += conn.execute(
-                "SELECT DISTINCT t.type, p.path, av.kind, 0 FROM attr_values av "
-                "JOIN paths p ON p.pid = av.pid JOIN entity_types t ON t.rid = av.rid "
-                "WHERE av.val IS NULL AND instr(p.path, char(31)) = 0"
+                "SELECT DISTINCT t.type, p.path, ap.kind, 0 FROM attr_presence ap "
+                "JOIN paths p ON p.pid = ap.pid JOIN entity_types t ON t.rid = ap.rid "
+                "WHERE instr(p.path, char(31)) = 0"
             ).fetchall()
             rows += conn.execute(
-                "SELECT NULL, p.path, av.kind, count(*) FROM attr_values av "
-                "JOIN paths p ON p.pid = av.pid "
-                "WHERE av.val IS NULL AND instr(p.path, char(31)) = 0 GROUP BY p.path, av.kind"
+                "SELECT NULL, p.path, ap.kind, sum(ap.n) FROM attr_presence ap "
+                "JOIN paths p ON p.pid = ap.pid "
+                "WHERE instr(p.path, char(31)) = 0 GROUP BY p.path, ap.kind"
             ).fetchall()
             return [DiscoveryRow(*r) for r in rows]
 

@@ -19,9 +19,17 @@ MAX_DEPTH = 4
 MAX_ROWS_PER_ATTRIBUTE = 256
 _TIME_MEMBERS = ("observedAt", "createdAt", "modifiedAt")
 _TEXT_MEMBERS = ("unitCode", "datasetId")
-#: kinds of leaf rows: plain values (None), relationship objects, normalised datetimes
+#: kinds of leaf rows: plain values (None), relationship objects, normalised datetimes;
+#: typed rows live under their own path (path + TYPED + kind) so lookups stay on one index
 REL = "rel"
 DT = "dt"
+TYPED = "\x1d"
+
+
+def typed_path(path: str, kind: str | None) -> str:
+    """The index path holding leaf values of ``kind`` at ``path``."""
+    return path if kind is None else path + TYPED + kind
+
 
 ValueRow = tuple[str, Any, str | None]  # path, value, kind (attribute type on presence rows)
 

@@ -16,6 +16,7 @@ from urbanstack.ngsild.q import (
     ENTITY_MEMBERS,
     And,
     AttrPath,
+    Bounds,
     Comparison,
     DateTimeValue,
     Or,
@@ -30,7 +31,7 @@ from urbanstack.ngsild.scope import (
     scope_pattern_regex,
 )
 from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeName, TypeOr
-from urbanstack.store.sqlite_index import DT, KEY, REL, SUB, sql_value
+from urbanstack.store.sqlite_index import DT, KEY, REL, SUB, sql_value, typed_path
 
 PathLookup = Callable[[str], int | None]  # path -> pid (None when never stored)
 
@@ -67,46 +68,77 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float)
 
 
-def _kind_test(value: Any, *, ordering: bool) -> str:
-    """Which leaf rows a literal may be compared with (see sqlite_index kinds)."""
-    if isinstance(value, DateTimeValue):
-        return f"av.kind = '{DT}'"
-    if isinstance(value, str):
-        return "av.kind IS NULL" if ordering else f"(av.kind IS NULL OR av.kind = '{REL}')"
-    return "av.kind IS NULL"
+class _Pids:
+    """The interned paths a comparison reads: plain, relationship and datetime values."""
+
+    def __init__(self, path: str, lookup: PathLookup) -> None:
+        self.plain = lookup(path)
+        self.rel = lookup(typed_path(path, REL))
+        self.dt = lookup(typed_path(path, DT))
+
+    def for_literal(self, value: Any, *, ordering: bool) -> list[int]:
+        if isinstance(value, DateTimeValue):
+            found = [self.dt]
+        elif isinstance(value, str) and not ordering:
+            found = [self.plain, self.rel]
+        else:
+            found = [self.plain]
+        return [p for p in found if p is not None]
+
+    def any(self) -> list[int]:
+        return [p for p in (self.plain, self.rel, self.dt) if p is not None]
 
 
-def _value_condition(op: str, value: Any, params: list[Any]) -> str:
-    """A condition on the index row ``av`` for one comparison (without the path test)."""
-    if isinstance(value, Range):
-        params += [_literal(value.low), _literal(value.high)]
-        return f"av.val BETWEEN ? AND ? AND {_kind_test(value.low, ordering=True)}"
+def _in(pids: list[int]) -> str:
+    return f"av.pid = {pids[0]}" if len(pids) == 1 else f"av.pid IN ({','.join(map(str, pids))})"
+
+
+def _value_condition(op: str, value: Any, pids: _Pids, params: list[Any]) -> str:
+    """A condition on the index row ``av`` for one comparison ("0" when nothing can match)."""
+    if isinstance(value, Range | Bounds):
+        low, high = value.low, value.high
+        low_op, high_op = (
+            (">=", "<=") if isinstance(value, Range) else (value.low_op, value.high_op)
+        )
+        targets = pids.for_literal(low, ordering=True)
+        if not targets:
+            return "0"
+        params += [_literal(low), _literal(high)]
+        return f"{_in(targets)} AND av.val {low_op} ? AND av.val {high_op} ?"
     if isinstance(value, tuple):
-        groups: dict[str, list[Any]] = {}
+        groups: dict[tuple[int, ...], list[Any]] = {}
         for item in value:
-            groups.setdefault(_kind_test(item, ordering=False), []).append(_literal(item))
+            targets = tuple(pids.for_literal(item, ordering=False))
+            if targets:
+                groups.setdefault(targets, []).append(_literal(item))
+        if not groups:
+            return "0"
         parts = []
-        for kind_test, items in groups.items():
+        for targets, items in groups.items():
             params += items
-            parts.append(f"(av.val IN ({','.join('?' * len(items))}) AND {kind_test})")
+            parts.append(f"({_in(list(targets))} AND av.val IN ({','.join('?' * len(items))}))")
         return "(" + " OR ".join(parts) + ")"
     if isinstance(value, re.Pattern):
+        if pids.plain is None:
+            return "0"
         pattern = value.pattern
         if value.flags & re.IGNORECASE and not pattern.startswith("(?i)"):
             pattern = "(?i)" + pattern
         params.append(pattern)
-        return "av.kind IS NULL AND typeof(av.val) = 'text' AND regexp(?, av.val)"
+        return f"av.pid = {pids.plain} AND av.val >= '' AND regexp(?, av.val)"
+    targets = pids.for_literal(value, ordering=op != "==")
+    if not targets:
+        return "0"
     params.append(_literal(value))
     if op == "==":
-        return f"av.val = ? AND {_kind_test(value, ordering=False)}"
-    kind_test = _kind_test(value, ordering=True)
+        return f"{_in(targets)} AND av.val = ?"
     if op in (">", ">="):
         # numbers sort before all text in SQLite: bound numeric scans below ''
         bound = " AND av.val < ''" if _is_number(value) else ""
-        return f"av.val {op} ?{bound} AND {kind_test}"
+        return f"{_in(targets)} AND av.val {op} ?{bound}"
     if op in ("<", "<="):
         bound = "" if _is_number(value) else " AND av.val >= ''"
-        return f"av.val {op} ?{bound} AND {kind_test}"
+        return f"{_in(targets)} AND av.val {op} ?{bound}"
     raise BadRequestData(f"Unsupported q operator {op!r}")
 
 
@@ -114,12 +146,16 @@ def _entity_member_sql(term: Comparison, params: list[Any]) -> str:
     column = "e.created_at" if term.path.attr == "createdAt" else "e.modified_at"
     if term.op == "exists":
         return "1"
-    values = term.value if isinstance(term.value, tuple) else (term.value,)
-    if not all(isinstance(v, DateTimeValue) for v in values) and not isinstance(term.value, Range):
-        return "0" if term.op != "!=" else "1"
-    if isinstance(term.value, Range):
-        params += [_literal(term.value.low), _literal(term.value.high)]
+    value = term.value
+    if isinstance(value, Bounds):
+        params += [_literal(value.low), _literal(value.high)]
+        return f"{column} {value.low_op} ? AND {column} {value.high_op} ?"
+    if isinstance(value, Range):
+        params += [_literal(value.low), _literal(value.high)]
         return f"{column} BETWEEN ? AND ?"
+    values = value if isinstance(value, tuple) else (value,)
+    if not all(isinstance(v, DateTimeValue) for v in values):
+        return "1" if term.op == "!=" else "0"
     params += [_literal(v) for v in values]
     marks = ",".join("?" * len(values))
     if term.op == "==":
@@ -135,23 +171,30 @@ def _comparison_sql(term: Comparison, lookup: PathLookup, params: list[Any]) -> 
         return _entity_member_sql(term, params)
     if path.keys == ("*",):
         path = AttrPath(path.attr, path.subs)
-    pid = lookup(path_text(path))
-    if pid is None:
-        return "0"  # no entity ever had this path
-    base = f"SELECT 1 FROM attr_values av WHERE av.rid = e.rid AND av.pid = {pid}"
+    pids = _Pids(path_text(path), lookup)
+    values = "SELECT av.rid FROM attr_values av WHERE "
+    if path.keys:
+        present = f"e.rid IN ({values}{_in(pids.any())})" if pids.any() else "0"
+    elif pids.plain is None:
+        present = "0"
+    else:
+        present = f"e.rid IN (SELECT ap.rid FROM attr_presence ap WHERE ap.pid = {pids.plain})"
     if term.op == "exists":
-        if path.keys:
-            return f"EXISTS ({base})"
-        return f"EXISTS ({base} AND av.val IS NULL)"
-    if term.op == "!=":
-        cond = _value_condition("==", term.value, params)
-        return f"(EXISTS ({base}) AND NOT EXISTS ({base} AND {cond}))"
-    if term.op == "!~=":
-        cond = _value_condition("~=", term.value, params)
-        text_row = f"{base} AND av.kind IS NULL AND typeof(av.val) = 'text'"
-        return f"(EXISTS ({text_row}) AND NOT EXISTS ({base} AND {cond}))"
-    cond = _value_condition(term.op, term.value, params)
-    return f"EXISTS ({base} AND {cond})"
+        return present
+    if term.op in ("!=", "!~="):
+        positive = "==" if term.op == "!=" else "~="
+        cond = _value_condition(positive, term.value, pids, params)
+        if term.op == "!~=":
+            if pids.plain is None:
+                return "0"
+            present = f"e.rid IN ({values}av.pid = {pids.plain} AND av.val >= '')"
+        if cond == "0":
+            return present
+        return f"({present} AND e.rid NOT IN ({values}{cond}))"
+    cond = _value_condition(term.op, term.value, pids, params)
+    if cond == "0":
+        return "0"
+    return f"e.rid IN ({values}{cond})"
 
 
 def compile_q(expr: QExpr, lookup: PathLookup, params: list[Any]) -> str:
@@ -255,8 +298,8 @@ def compile_query(
             out.impossible = True
         else:
             out.where.append(
-                "EXISTS (SELECT 1 FROM attr_values av WHERE av.rid = e.rid AND av.pid IN "
-                f"({','.join(str(p) for p in pids)}) AND av.val IS NULL)"
+                "e.rid IN (SELECT ap.rid FROM attr_presence ap WHERE ap.pid IN "
+                f"({','.join(str(p) for p in pids)}))"
             )
     if query.q is not None:
         out.where.append(compile_q(query.q, lookup, out.params))

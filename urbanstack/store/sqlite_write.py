@@ -19,7 +19,7 @@ import orjson
 from urbanstack.ngsild.errors import NgsiLdError
 from urbanstack.ngsild.model import Entity
 from urbanstack.store.base import ChangeResult, Delete, EntityChange, Keep, Write
-from urbanstack.store.sqlite_index import geo_values, value_rows
+from urbanstack.store.sqlite_index import geo_values, typed_path, value_rows
 
 CHUNK = 500
 _DELETED = object()
@@ -56,7 +56,7 @@ def unindex(conn: sqlite3.Connection, rids: Sequence[int]) -> None:
     """Remove every index row of the given entities."""
     for chunk in _chunks(rids):
         marks = ",".join("?" * len(chunk))
-        for table in ("entity_types", "entity_scopes", "attr_values"):
+        for table in ("entity_types", "entity_scopes", "attr_values", "attr_presence"):
             conn.execute(f"DELETE FROM {table} WHERE rid IN ({marks})", chunk)
         gids = conn.execute(f"SELECT gid FROM geo WHERE rid IN ({marks})", chunk).fetchall()
         if gids:
@@ -71,15 +71,25 @@ def index(
     """Insert the index rows of the given (rid, entity) pairs."""
     types: list[tuple[str, int]] = []
     scopes: list[tuple[str, int]] = []
-    values: list[tuple[int, int, Any, str | None]] = []
+    values: list[tuple[int, Any, int]] = []
+    presence: dict[tuple[int, int, str], int] = {}
     for rid, entity in entities:
         types += [(t, rid) for t in entity["type"]]
         scopes += [(s, rid) for s in entity.get("scope", ())]
-        values += [(rid, pid(path), val, kind) for path, val, kind in value_rows(entity)]
+        for path, val, kind in value_rows(entity):
+            if val is None:
+                key = (pid(path), rid, kind)
+                presence[key] = presence.get(key, 0) + 1  # type: ignore[index]
+            else:
+                values.append((pid(typed_path(path, kind)), val, rid))
     conn.executemany("INSERT INTO entity_types (type, rid) VALUES (?, ?)", types)
     if scopes:
         conn.executemany("INSERT OR IGNORE INTO entity_scopes (scope, rid) VALUES (?, ?)", scopes)
-    conn.executemany("INSERT INTO attr_values (rid, pid, val, kind) VALUES (?,?,?,?)", values)
+    conn.executemany(
+        "INSERT INTO attr_presence (pid, rid, kind, n) VALUES (?,?,?,?)",
+        [(*key, n) for key, n in presence.items()],
+    )
+    conn.executemany("INSERT OR IGNORE INTO attr_values (pid, val, rid) VALUES (?,?,?)", values)
     for rid, entity in entities:
         for iri, geometry in geo_values(entity):
             wkb, (minx, miny, maxx, maxy) = geometry_row(geometry)

@@ -18,20 +18,28 @@ CREATE TABLE IF NOT EXISTS entity_scopes (
     PRIMARY KEY (scope, rid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entity_scopes_rid ON entity_scopes (rid);
--- interned attribute paths: attr IRI, then \x1f sub-attribute IRI, then \x1e compound key
+-- interned attribute paths: attr IRI, then \x1f sub-attribute IRI, then \x1e compound key,
+-- and for typed leaf values a \x1d suffix: "rel" (relationship objects), "dt" (datetimes)
 CREATE TABLE IF NOT EXISTS paths (
     pid  INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE
 );
--- the attribute-value index used by q: one row per leaf value, plus one presence row
--- (val NULL, kind = attribute type) per attribute instance and sub-attribute
-CREATE TABLE IF NOT EXISTS attr_values (
-    rid  INTEGER NOT NULL,
+-- which attributes (and sub-attributes) each entity has, with their attribute type
+CREATE TABLE IF NOT EXISTS attr_presence (
     pid  INTEGER NOT NULL,
-    val,
-    kind TEXT
-);
-CREATE INDEX IF NOT EXISTS attr_values_pid_val ON attr_values (pid, val, rid);
+    rid  INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    n    INTEGER NOT NULL,             -- number of instances (datasetIds)
+    PRIMARY KEY (pid, rid, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attr_presence_rid ON attr_presence (rid);
+-- the attribute-value index used by q: one row per distinct leaf value per path
+CREATE TABLE IF NOT EXISTS attr_values (
+    pid INTEGER NOT NULL,
+    val NOT NULL,
+    rid INTEGER NOT NULL,
+    PRIMARY KEY (pid, val, rid)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS attr_values_rid ON attr_values (rid, pid, val);
 CREATE TABLE IF NOT EXISTS geo (
     gid INTEGER PRIMARY KEY,
