@@ -109,6 +109,7 @@ class SQLiteStore(EntityStore):
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
+        self._inline_conns: dict[str | None, sqlite3.Connection] = {}
         self._pids: dict[str | None, dict[str, int]] = {}
         self._pending_pids: dict[str, int] = {}
         self._known_tenants: set[str | None] = {None}
@@ -135,9 +136,10 @@ class SQLiteStore(EntityStore):
             self._readers.shutdown(wait=True)
             self._readers = None
         with self._read_conns_lock:
-            for conn in self._read_conns:
+            for conn in [*self._read_conns, *self._inline_conns.values()]:
                 conn.close()
             self._read_conns.clear()
+            self._inline_conns.clear()
 
     async def ping(self) -> bool:
         try:
@@ -292,13 +294,35 @@ class SQLiteStore(EntityStore):
         self._queue.put(_Task(tenant, fn, loop, future))
         return await future
 
-    async def _read(self, tenant: str | None, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._readers is None:
-            raise StoreError("The store is not open")
+    def _check_tenant(self, tenant: str | None) -> None:
         if tenant not in self._known_tenants:
             if not self._file(tenant).exists():
                 raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
             self._known_tenants.add(tenant)
+
+    def _inline_conn(self, tenant: str | None) -> sqlite3.Connection:
+        conn = self._inline_conns.get(tenant)
+        if conn is None:
+            conn = self._connect(tenant, write=False)
+            conn.execute("PRAGMA busy_timeout=0")
+            self._inline_conns[tenant] = conn
+        return conn
+
+    async def _point_read(self, tenant: str | None, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read by primary key: bounded and sub-millisecond, so it runs on the event loop
+        (a thread hop costs more than the read); if SQLite is busy it goes to the pool."""
+        if self._readers is None:
+            raise StoreError("The store is not open")
+        self._check_tenant(tenant)
+        try:
+            return fn(self._inline_conn(tenant))
+        except sqlite3.OperationalError:
+            return await self._read(tenant, fn)
+
+    async def _read(self, tenant: str | None, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise StoreError("The store is not open")
+        self._check_tenant(tenant)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._readers, lambda: fn(self._read_conn(tenant)))
@@ -358,7 +382,7 @@ class SQLiteStore(EntityStore):
             row = conn.execute("SELECT doc FROM entities WHERE id = ?", (entity_id,)).fetchone()
             return orjson.loads(row[0]) if row else None
 
-        return await self._read(tenant, run)
+        return await self._point_read(tenant, run)
 
     # --- queries
 
