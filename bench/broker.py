@@ -55,6 +55,7 @@ CONNECTIONS = 10
 WRK_TIMEOUT_S = 10
 LOAD_CLIENTS = 2
 QUIET_WAIT_S = 60.0  # longest wait for a quiet machine before a run (--quiet-wait)
+FEW_REQUESTS = 20  # fewer completed requests than this make wrk's figures meaningless
 NOISY_PCT = 25.0  # other processes' CPU (% of a core) that makes a run noisy
 
 PUBLISHED = [
@@ -821,6 +822,10 @@ def _mb(kb: int | None) -> str:
     return "n/a" if kb is None else f"{kb / 1024:,.1f} MB"
 
 
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
+
+
 def _verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -915,7 +920,7 @@ class Report:
                 if result.bad_sample:
                     out.append(f"   !!! first bad response: {result.bad_sample[:300]}")
             else:
-                ents = f"{result.rps * work.per_request:,.0f}" if work.per_request > 1 else ""
+                ents = _rate(result.rps * work.per_request) if work.per_request > 1 else ""
                 verdict = work.check(result, self.refs) if work.check else None
                 target = work.target
                 if work.key == "retrieve" and self.refs.get("bare"):
@@ -925,7 +930,7 @@ class Report:
                     row.format(
                         index,
                         work.title,
-                        f"{result.rps:,.0f}",
+                        _rate(result.rps),
                         ents,
                         f"{result.p50_ms:.1f} ms",
                         f"{result.p95_ms:.1f} ms",
@@ -934,6 +939,11 @@ class Report:
                         target,
                         _verdict(verdict),
                     )
+                )
+            if result.ok and result.requests < FEW_REQUESTS:
+                out.append(
+                    f"   !!! only {result.requests} request(s) completed in the "
+                    f"{result.seconds:.0f} s window: the wrk figures are not meaningful"
                 )
             line = self._drain_line(work)
             if line:
@@ -1103,19 +1113,45 @@ def _bare_cmd(port: int) -> list[str]:
     ]
 
 
-def _versions() -> str:
+def server_env_for(repo: Path) -> dict[str, str]:
+    """The server's environment: this checkout first on the path, whatever pip installed."""
+    env = {**os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
+    return env
+
+
+def _versions(env: dict[str, str]) -> list[str]:
     import starlette
     import uvicorn
 
-    from urbanstack import __version__
-
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import urbanstack; print(urbanstack.__version__, urbanstack.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        check=False,
+    )
+    version, _, location = probe.stdout.strip().partition(" ")
+    git = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty=+uncommitted"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     wrk_version = (wrk.stdout + wrk.stderr).split("[")[0].replace("wrk", "").strip()
-    return (
-        f"urbanstack {__version__}, Python {platform.python_version()}, SQLite "
-        f"{sqlite3.sqlite_version}, starlette {starlette.__version__}, uvicorn "
-        f"{uvicorn.__version__} (uvloop, httptools), wrk {wrk_version}"
-    )
+    return [
+        f"urbanstack {version or '?'} imported from {Path(location).parent if location else '?'} "
+        f"(git {git.stdout.strip() or '?'})",
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, starlette "
+        f"{starlette.__version__}, uvicorn {uvicorn.__version__} (uvloop, httptools), "
+        f"wrk {wrk_version}",
+    ]
 
 
 def _cpu() -> str:
@@ -1158,7 +1194,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     report.header = [
         "urbanstack broker benchmark",
-        f"   {_versions()}",
+        *(f"   {line}" for line in _versions(server_env_for(REPO))),
         f"   {_cpu()}; wrk -t1 -c{CONNECTIONS} closed loop on {HOST}; {duration} s per workload; "
         f"{entities:,} entities of {len(TYPES)} types; SQLite synchronous={sync_label}",
         f"   command: {' '.join([Path(sys.executable).name, *sys.argv])}",
@@ -1178,7 +1214,7 @@ def main(argv: list[str] | None = None) -> int:
             "BENCH_MAX": str(TEMP_MAX),
             "BENCH_OWNERS": str(OWNERS),
         }
-        server_env = {**os.environ}
+        server_env = server_env_for(REPO)
         if env_sync:
             server_env["URBANSTACK_SQLITE_SYNCHRONOUS"] = env_sync
         port = free_port()
