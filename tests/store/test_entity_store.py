@@ -276,11 +276,24 @@ Q_CASES = [
 ]
 
 
+def replace_with(entity: Entity) -> EntityChange:
+    return EntityChange(entity["id"], lambda current: Write(entity))
+
+
+@pytest.mark.parametrize("rewritten", [False, True], ids=["created", "rewritten"])
 @pytest.mark.parametrize("q_text", Q_CASES)
-async def test_sql_q_agrees_with_reference_evaluator(store: EntityStore, q_text: str) -> None:
+async def test_sql_q_agrees_with_reference_evaluator(
+    store: EntityStore, q_text: str, rewritten: bool
+) -> None:
     rng = random.Random(7)
     entities = [_random_entity(rng, n) for n in range(150)]
     await store.change_entities(None, [create(e) for e in entities])
+    if rewritten:  # every entity replaced by another random one: the index is diffed
+        entities = [_random_entity(rng, n) for n in range(150)]
+        await store.change_entities(None, [replace_with(e) for e in entities[::2]])
+        await asyncio.gather(
+            *(store.change_entities(None, [replace_with(e)]) for e in entities[1::2])
+        )
     expr = parse_query_q(q_text, expand)
     expected = [e["id"] for e in entities if match_q(expr, e)]
     page = await store.query_entities(None, EntityQuery(q=expr, limit=1000))
@@ -328,3 +341,24 @@ async def test_contexts_round_trip(store: EntityStore) -> None:
     assert [r.id for r in await store.list_contexts()] == ["c1"]
     assert await store.delete_context("c1")
     assert await store.get_context("c1") is None
+
+
+async def test_moved_entity_is_found_at_its_new_place_only(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(1))])
+    moved = station(1)
+    moved["attrs"][expand("location")][0]["value"]["coordinates"] = [107.6, 16.5]
+    await store.change_entities(None, [replace_with(moved)])
+    near_old = parse_geo_query("near;maxDistance==100", "Point", "[107.501,16.46]", None, expand)
+    near_new = parse_geo_query("near;maxDistance==100", "Point", "[107.6,16.5]", None, expand)
+    assert (await store.query_entities(None, EntityQuery(geo=near_old))).entities == []
+    found = await store.query_entities(None, EntityQuery(geo=near_new))
+    assert [e["id"] for e in found.entities] == [moved["id"]]
+
+
+async def test_unchanged_location_keeps_its_shape_rows(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(1))])
+    renamed = station(1, note={"type": "Property", "value": "rain gauge"})
+    await store.change_entities(None, [replace_with(renamed)])
+    near = parse_geo_query("near;maxDistance==100", "Point", "[107.501,16.46]", None, expand)
+    found = await store.query_entities(None, EntityQuery(geo=near))
+    assert [e["id"] for e in found.entities] == [renamed["id"]]

@@ -168,7 +168,8 @@ class SQLiteStore(EntityStore):
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute("PRAGMA cache_size=-65536")
+        # the OS page cache holds the file; each connection keeps a modest cache of its own
+        conn.execute(f"PRAGMA cache_size={-32768 if write else -8192}")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.create_function("regexp", 2, _regexp, deterministic=True)
         conn.create_function("geo_match", 2, self._geo_match)

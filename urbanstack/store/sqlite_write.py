@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import struct
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -58,6 +59,13 @@ def unindex(conn: sqlite3.Connection, rids: Sequence[int]) -> None:
         marks = ",".join("?" * len(chunk))
         for table in ("entity_types", "entity_scopes", "attr_values", "attr_presence"):
             conn.execute(f"DELETE FROM {table} WHERE rid IN ({marks})", chunk)
+    delete_shapes(conn, rids)
+
+
+def delete_shapes(conn: sqlite3.Connection, rids: Sequence[int]) -> None:
+    """Remove the geo and R*Tree rows of the given entities."""
+    for chunk in _chunks(rids):
+        marks = ",".join("?" * len(chunk))
         gids = conn.execute(f"SELECT gid FROM geo WHERE rid IN ({marks})", chunk).fetchall()
         if gids:
             # by rowid: an IN (subquery) on an R*Tree scans the whole tree
@@ -65,34 +73,58 @@ def unindex(conn: sqlite3.Connection, rids: Sequence[int]) -> None:
             conn.execute(f"DELETE FROM geo WHERE rid IN ({marks})", chunk)
 
 
-def index(
-    conn: sqlite3.Connection, entities: Sequence[tuple[int, Entity]], pid: Callable[[str], int]
+@dataclass
+class IndexRows:
+    """Everything the index tables hold for one entity (paths not yet interned)."""
+
+    types: set[str] = field(default_factory=set)
+    scopes: set[str] = field(default_factory=set)
+    presence: dict[tuple[str, str], int] = field(default_factory=dict)  # (path, kind) -> n
+    values: set[tuple[str, Any]] = field(default_factory=set)  # (typed path, value)
+    shapes: list[tuple[str, str]] = field(default_factory=list)  # (attribute, geometry JSON)
+
+
+def index_rows(entity: Entity) -> IndexRows:
+    """The index rows of ``entity``."""
+    rows = IndexRows(types=set(entity["type"]), scopes=set(entity.get("scope", ())))
+    for path, val, kind in value_rows(entity):
+        if val is None:
+            key = (path, kind or "Property")
+            rows.presence[key] = rows.presence.get(key, 0) + 1
+        else:
+            rows.values.add((typed_path(path, kind), val))
+    rows.shapes = [(iri, orjson.dumps(g).decode()) for iri, g in geo_values(entity)]
+    return rows
+
+
+def _write_index(
+    conn: sqlite3.Connection,
+    pid: Callable[[str], int],
+    added: list[tuple[int, IndexRows]],
+    removed: list[tuple[int, IndexRows]],
 ) -> None:
-    """Insert the index rows of the given (rid, entity) pairs."""
-    types: list[tuple[str, int]] = []
-    scopes: list[tuple[str, int]] = []
-    values: list[tuple[int, Any, int]] = []
-    presence: dict[tuple[int, int, str], int] = {}
-    for rid, entity in entities:
-        types += [(t, rid) for t in entity["type"]]
-        scopes += [(s, rid) for s in entity.get("scope", ())]
-        for path, val, kind in value_rows(entity):
-            if val is None:
-                key = (pid(path), rid, kind)
-                presence[key] = presence.get(key, 0) + 1  # type: ignore[index]
-            else:
-                values.append((pid(typed_path(path, kind)), val, rid))
-    conn.executemany("INSERT INTO entity_types (type, rid) VALUES (?, ?)", types)
-    if scopes:
-        conn.executemany("INSERT OR IGNORE INTO entity_scopes (scope, rid) VALUES (?, ?)", scopes)
-    conn.executemany(
-        "INSERT INTO attr_presence (pid, rid, kind, n) VALUES (?,?,?,?)",
-        [(*key, n) for key, n in presence.items()],
-    )
-    conn.executemany("INSERT OR IGNORE INTO attr_values (pid, val, rid) VALUES (?,?,?)", values)
-    for rid, entity in entities:
-        for iri, geometry in geo_values(entity):
-            wkb, (minx, miny, maxx, maxy) = geometry_row(geometry)
+    """Delete the ``removed`` rows and insert the ``added`` ones, one statement per table."""
+    for sql, rows in (
+        ("DELETE FROM entity_types WHERE type = ? AND rid = ?", _types(removed)),
+        ("DELETE FROM entity_scopes WHERE scope = ? AND rid = ?", _scopes(removed)),
+        (
+            "DELETE FROM attr_presence WHERE pid = ? AND rid = ? AND kind = ?",
+            _presence_keys(removed, pid),
+        ),
+        ("DELETE FROM attr_values WHERE pid = ? AND val = ? AND rid = ?", _values(removed, pid)),
+        ("INSERT INTO entity_types (type, rid) VALUES (?, ?)", _types(added)),
+        ("INSERT OR IGNORE INTO entity_scopes (scope, rid) VALUES (?, ?)", _scopes(added)),
+        ("INSERT INTO attr_presence (pid, rid, kind, n) VALUES (?,?,?,?)", _presence(added, pid)),
+        ("INSERT OR IGNORE INTO attr_values (pid, val, rid) VALUES (?,?,?)", _values(added, pid)),
+    ):
+        if rows:
+            conn.executemany(sql, rows)
+    gone = [rid for rid, rows in removed if rows.shapes]
+    if gone:
+        delete_shapes(conn, gone)
+    for rid, rows in added:
+        for iri, geometry in rows.shapes:
+            wkb, (minx, miny, maxx, maxy) = geometry_row(orjson.loads(geometry))
             gid = conn.execute(
                 "INSERT INTO geo (rid, pid, wkb) VALUES (?, ?, ?)", (rid, pid(iri), wkb)
             ).lastrowid
@@ -100,6 +132,55 @@ def index(
                 "INSERT INTO geo_rtree (gid, minx, maxx, miny, maxy) VALUES (?,?,?,?,?)",
                 (gid, minx, maxx, miny, maxy),
             )
+
+
+def _types(items: list[tuple[int, IndexRows]]) -> list[tuple[str, int]]:
+    return [(t, rid) for rid, rows in items for t in rows.types]
+
+
+def _scopes(items: list[tuple[int, IndexRows]]) -> list[tuple[str, int]]:
+    return [(s, rid) for rid, rows in items for s in rows.scopes]
+
+
+def _presence_keys(items: list[tuple[int, IndexRows]], pid: Callable[[str], int]) -> list[Any]:
+    return [(pid(path), rid, kind) for rid, rows in items for path, kind in rows.presence]
+
+
+def _presence(items: list[tuple[int, IndexRows]], pid: Callable[[str], int]) -> list[Any]:
+    return [
+        (pid(path), rid, kind, n)
+        for rid, rows in items
+        for (path, kind), n in rows.presence.items()
+    ]
+
+
+def _values(items: list[tuple[int, IndexRows]], pid: Callable[[str], int]) -> list[Any]:
+    return [(pid(path), val, rid) for rid, rows in items for path, val in rows.values]
+
+
+def diff_rows(old: IndexRows, new: IndexRows) -> tuple[IndexRows, IndexRows]:
+    """(rows to add, rows to remove) turning ``old`` into ``new``; shapes move as a whole."""
+    changed_presence = {
+        k
+        for k in old.presence.keys() | new.presence.keys()
+        if old.presence.get(k) != new.presence.get(k)
+    }
+    shapes_changed = old.shapes != new.shapes
+    added = IndexRows(
+        types=new.types - old.types,
+        scopes=new.scopes - old.scopes,
+        presence={k: new.presence[k] for k in changed_presence if k in new.presence},
+        values=new.values - old.values,
+        shapes=new.shapes if shapes_changed else [],
+    )
+    removed = IndexRows(
+        types=old.types - new.types,
+        scopes=old.scopes - new.scopes,
+        presence={k: old.presence[k] for k in changed_presence if k in old.presence},
+        values=old.values - new.values,
+        shapes=old.shapes if shapes_changed else [],
+    )
+    return added, removed
 
 
 def apply_changes(
@@ -145,29 +226,30 @@ def _persist(
     latest: dict[str, Any],
     pid: Callable[[str], int],
 ) -> None:
-    replaced = [stored[i][0] for i in latest if i in stored]
-    if replaced:
-        unindex(conn, replaced)
-    deleted = [(stored[i][0],) for i, e in latest.items() if e is _DELETED and i in stored]
+    deleted = [stored[i][0] for i, e in latest.items() if e is _DELETED and i in stored]
     if deleted:
-        conn.executemany("DELETE FROM entities WHERE rid = ?", deleted)
-    updates = [
-        (e["modifiedAt"], orjson.dumps(e), stored[i][0])
-        for i, e in latest.items()
-        if e is not _DELETED and i in stored
-    ]
+        unindex(conn, deleted)
+        conn.executemany("DELETE FROM entities WHERE rid = ?", [(rid,) for rid in deleted])
+    added: list[tuple[int, IndexRows]] = []
+    removed: list[tuple[int, IndexRows]] = []
+    updates = []
+    for entity_id, entity in latest.items():
+        if entity is _DELETED:
+            continue
+        doc = orjson.dumps(entity)
+        if entity_id in stored:
+            rid, old_doc = stored[entity_id]
+            updates.append((entity["modifiedAt"], doc, rid))
+            # only the rows that differ: an attribute update touches a few rows, not all
+            plus, minus = diff_rows(index_rows(orjson.loads(old_doc)), index_rows(entity))
+            added.append((rid, plus))
+            removed.append((rid, minus))
+        else:
+            rid = conn.execute(
+                "INSERT INTO entities (id, created_at, modified_at, doc) VALUES (?,?,?,?)",
+                (entity_id, entity["createdAt"], entity["modifiedAt"], doc),
+            ).lastrowid
+            added.append((rid, index_rows(entity)))  # type: ignore[arg-type]
     if updates:
         conn.executemany("UPDATE entities SET modified_at = ?, doc = ? WHERE rid = ?", updates)
-    to_index: list[tuple[int, Entity]] = [
-        (stored[i][0], e) for i, e in latest.items() if e is not _DELETED and i in stored
-    ]
-    for entity_id, entity in latest.items():
-        if entity is _DELETED or entity_id in stored:
-            continue
-        rid = conn.execute(
-            "INSERT INTO entities (id, created_at, modified_at, doc) VALUES (?,?,?,?)",
-            (entity_id, entity["createdAt"], entity["modifiedAt"], orjson.dumps(entity)),
-        ).lastrowid
-        to_index.append((rid, entity))  # type: ignore[arg-type]
-    if to_index:
-        index(conn, to_index, pid)
+    _write_index(conn, pid, added, removed)
