@@ -112,6 +112,7 @@ class SQLiteStore(EntityStore):
         self._inline_conns: dict[str | None, sqlite3.Connection] = {}
         self._pids: dict[str | None, dict[str, int]] = {}
         self._pending_pids: dict[str, int] = {}
+        self._pid_misses: dict[str | None, set[str]] = {}
         self._known_tenants: set[str | None] = {None}
         self._slots: dict[int, Any] = {}
 
@@ -275,6 +276,7 @@ class SQLiteStore(EntityStore):
             return
         if self._pending_pids:
             self._pids.setdefault(tenant, {}).update(self._pending_pids)
+            self._pid_misses.setdefault(tenant, set()).clear()
             self._pending_pids.clear()
         self._resolve(outcomes)
 
@@ -347,12 +349,15 @@ class SQLiteStore(EntityStore):
         self, conn: sqlite3.Connection, tenant: str | None
     ) -> Callable[[str], int | None]:
         cache = self._pids.setdefault(tenant, {})
+        misses = self._pid_misses.setdefault(tenant, set())
 
         def lookup(path: str) -> int | None:
             pid = cache.get(path)
-            if pid is None:
+            if pid is None and path not in misses:
                 row = conn.execute("SELECT pid FROM paths WHERE path = ?", (path,)).fetchone()
-                if row is not None:
+                if row is None:
+                    misses.add(path)  # forgotten when a write interns new paths
+                else:
                     pid = cache[path] = row[0]
             return pid
 

@@ -165,46 +165,58 @@ def _entity_member_sql(term: Comparison, params: list[Any]) -> str:
     return f"{column} {term.op} ?"
 
 
+NONE = "SELECT rid FROM entities WHERE 0"
+ALL = "SELECT rid FROM entities"
+
+
+def _intersect(sets: list[str]) -> str:
+    return " INTERSECT ".join(f"SELECT rid FROM ({s})" for s in sets)
+
+
+def _union(sets: list[str]) -> str:
+    return " UNION ".join(f"SELECT rid FROM ({s})" for s in sets)
+
+
+def _except(kept: str, removed: str) -> str:
+    return f"SELECT rid FROM ({kept}) EXCEPT SELECT rid FROM ({removed})"
+
+
 def _comparison_sql(term: Comparison, lookup: PathLookup, params: list[Any]) -> str:
     path = term.path
     if path.attr in ENTITY_MEMBERS and not path.subs and not path.keys:
-        return _entity_member_sql(term, params)
+        return f"SELECT rid FROM entities e WHERE {_entity_member_sql(term, params)}"
     if path.keys == ("*",):
         path = AttrPath(path.attr, path.subs)
     pids = _Pids(path_text(path), lookup)
-    values = "SELECT av.rid FROM attr_values av WHERE "
+    values = "SELECT av.rid AS rid FROM attr_values av WHERE "
     if path.keys:
-        present = f"e.rid IN ({values}{_in(pids.any())})" if pids.any() else "0"
+        present = f"{values}{_in(pids.any())}" if pids.any() else NONE
     elif pids.plain is None:
-        present = "0"
+        present = NONE
     else:
-        present = f"e.rid IN (SELECT ap.rid FROM attr_presence ap WHERE ap.pid = {pids.plain})"
+        present = f"SELECT ap.rid AS rid FROM attr_presence ap WHERE ap.pid = {pids.plain}"
     if term.op == "exists":
         return present
     if term.op in ("!=", "!~="):
-        positive = "==" if term.op == "!=" else "~="
-        cond = _value_condition(positive, term.value, pids, params)
         if term.op == "!~=":
             if pids.plain is None:
-                return "0"
-            present = f"e.rid IN ({values}av.pid = {pids.plain} AND av.val >= '')"
-        if cond == "0":
-            return present
-        return f"({present} AND e.rid NOT IN ({values}{cond}))"
+                return NONE
+            present = f"{values}av.pid = {pids.plain} AND av.val >= ''"
+        positive = "==" if term.op == "!=" else "~="
+        cond = _value_condition(positive, term.value, pids, params)
+        return present if cond == "0" else _except(present, f"{values}{cond}")
     cond = _value_condition(term.op, term.value, pids, params)
-    if cond == "0":
-        return "0"
-    return f"e.rid IN ({values}{cond})"
+    return NONE if cond == "0" else f"{values}{cond}"
 
 
 def compile_q(expr: QExpr, lookup: PathLookup, params: list[Any]) -> str:
-    """SQL for a q expression, correlated on ``e.rid``."""
+    """The set of entity rids (a SELECT of ``rid``) matching a q expression."""
     if isinstance(expr, Comparison):
         return _comparison_sql(expr, lookup, params)
     if isinstance(expr, And):
-        return "(" + " AND ".join(compile_q(t, lookup, params) for t in expr.terms) + ")"
+        return _intersect([compile_q(t, lookup, params) for t in expr.terms])
     if isinstance(expr, Or):
-        return "(" + " OR ".join(compile_q(t, lookup, params) for t in expr.terms) + ")"
+        return _union([compile_q(t, lookup, params) for t in expr.terms])
     raise TypeError(f"not a q expression: {expr!r}")
 
 
@@ -223,16 +235,16 @@ def _flat_type_names(expr: TypeExpr) -> list[str] | None:
 
 
 def compile_types(expr: TypeExpr, params: list[Any]) -> str:
-    """SQL for a type expression, correlated on ``e.rid``."""
+    """The set of entity rids whose types match a type expression."""
     flat = _flat_type_names(expr)
     if flat is not None:
         params += flat
         marks = ",".join("?" * len(flat))
-        return f"e.rid IN (SELECT t.rid FROM entity_types t WHERE t.type IN ({marks}))"
+        return f"SELECT t.rid AS rid FROM entity_types t WHERE t.type IN ({marks})"
     if isinstance(expr, TypeAnd):
-        return "(" + " AND ".join(compile_types(t, params) for t in expr.terms) + ")"
+        return _intersect([compile_types(t, params) for t in expr.terms])
     if isinstance(expr, TypeOr):
-        return "(" + " OR ".join(compile_types(t, params) for t in expr.terms) + ")"
+        return _union([compile_types(t, params) for t in expr.terms])
     raise TypeError(f"not a type expression: {expr!r}")
 
 
@@ -251,30 +263,41 @@ def _scope_pattern_sql(pattern: ScopePattern, params: list[Any]) -> str:
         else:
             params.append(path)
             test = "s.scope = ?"
-    return f"EXISTS (SELECT 1 FROM entity_scopes s WHERE s.rid = e.rid AND {test})"
+    return f"SELECT s.rid AS rid FROM entity_scopes s WHERE {test}"
 
 
 def compile_scope(expr: ScopeExpr, params: list[Any]) -> str:
-    """SQL for a scopeQ expression over the entity's scope rows, correlated on ``e.rid``."""
+    """The set of entity rids whose scopes match a scopeQ expression."""
     if isinstance(expr, ScopePattern):
         return _scope_pattern_sql(expr, params)
-    joiner = " AND " if isinstance(expr, ScopeAnd) else " OR "
-    return "(" + joiner.join(compile_scope(t, params) for t in expr.terms) + ")"
+    terms = [compile_scope(t, params) for t in expr.terms]
+    return _intersect(terms) if isinstance(expr, ScopeAnd) else _union(terms)
 
 
 def _selector_sql(
     ids: tuple[str, ...], id_pattern: str | None, types: TypeExpr | None, params: list[Any]
 ) -> list[str]:
-    where = []
+    sets = []
     if ids:
-        where.append(f"e.id IN ({','.join('?' * len(ids))})")
+        sets.append(f"SELECT rid FROM entities WHERE id IN ({','.join('?' * len(ids))})")
         params += list(ids)
     if id_pattern:
-        where.append("regexp(?, e.id)")
+        sets.append("SELECT rid FROM entities WHERE regexp(?, id)")
         params.append(id_pattern)
     if types is not None:
-        where.append(compile_types(types, params))
-    return where
+        sets.append(compile_types(types, params))
+    return sets
+
+
+def _type_check(expr: TypeExpr, params: list[Any]) -> str | None:
+    """A per-entity check for a plain list of types (cheaper than a set when another
+    filter drives the query); None for expressions that need the set algebra."""
+    flat = _flat_type_names(expr)
+    if flat is None:
+        return None
+    params += flat
+    marks = ",".join("?" * len(flat))
+    return f"EXISTS (SELECT 1 FROM entity_types t WHERE t.rid = d.rid AND t.type IN ({marks}))"
 
 
 def compile_query(
@@ -283,28 +306,54 @@ def compile_query(
     geo_slot: int | None = None,
     geo_bbox: tuple[float, float, float, float] | None = None,
 ) -> CompiledQuery:
-    """The WHERE clauses (and geo join) selecting the entities of ``query``."""
+    """The rid set (index-only set algebra), checks and geo join selecting ``query``'s entities.
+
+    Selective filters (ids, idPattern, q, scopeQ) become sets of entity rids computed
+    from the index tables alone and combined with INTERSECT / UNION / EXCEPT; broad ones
+    (a list of types, attrs) are then checked per candidate, or drive the query when
+    nothing else does. Entity documents are read only for the rids of the page.
+    """
     out = CompiledQuery()
-    out.where += _selector_sql(query.ids, query.id_pattern, query.types, out.params)
+    set_params: list[Any] = []
+    check_params: list[Any] = []
+    sets = _selector_sql(query.ids, query.id_pattern, None, set_params)
     if query.selectors:
         alternatives = []
         for sel in query.selectors:
-            parts = _selector_sql(sel.ids, sel.id_pattern, sel.types, out.params)
-            alternatives.append("(" + (" AND ".join(parts) or "1") + ")")
-        out.where.append("(" + " OR ".join(alternatives) + ")")
+            parts = _selector_sql(sel.ids, sel.id_pattern, sel.types, set_params)
+            alternatives.append(_intersect(parts) if parts else ALL)
+        sets.append(_union(alternatives))
+    if query.q is not None:
+        sets.append(compile_q(query.q, lookup, set_params))
+    if query.scope_q is not None:
+        sets.append(compile_scope(query.scope_q, set_params))
+    checks: list[str] = []
+    if query.types is not None:
+        check = _type_check(query.types, check_params) if sets else None
+        if check is None:
+            sets.append(compile_types(query.types, set_params))
+        else:
+            checks.append(check)
     if query.attrs:
         pids = [p for p in (lookup(a) for a in query.attrs) if p is not None]
         if not pids:
             out.impossible = True
-        else:
-            out.where.append(
-                "e.rid IN (SELECT ap.rid FROM attr_presence ap WHERE ap.pid IN "
-                f"({','.join(str(p) for p in pids)}))"
+            return out
+        marks = ",".join(str(p) for p in pids)
+        if sets:
+            checks.append(
+                "EXISTS (SELECT 1 FROM attr_presence ap WHERE ap.rid = d.rid "
+                f"AND ap.pid IN ({marks}))"
             )
-    if query.q is not None:
-        out.where.append(compile_q(query.q, lookup, out.params))
-    if query.scope_q is not None:
-        out.where.append(compile_scope(query.scope_q, out.params))
+        else:
+            sets.append(f"SELECT ap.rid AS rid FROM attr_presence ap WHERE ap.pid IN ({marks})")
+    if sets:
+        driver = sets[0] if len(sets) == 1 else _intersect(sets)
+        if checks:
+            # checked on the candidate rids, before any entity row is read
+            driver = f"SELECT d.rid FROM ({driver}) AS d WHERE {' AND '.join(checks)}"
+        out.where.append(f"e.rid IN ({driver})")
+    out.params += set_params + check_params
     if query.geo is not None and geo_slot is not None:
         gpid = lookup(query.geo.geoproperty)
         if gpid is None:
