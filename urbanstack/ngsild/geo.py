@@ -298,6 +298,11 @@ def validate_geometry(value: object, *, allow_collection: bool = True) -> dict[s
     The copy holds only ``type`` and ``coordinates`` (or ``geometries``) with every number
     converted to ``float``; foreign members and ``bbox`` are dropped. The input is not modified.
     """
+    if isinstance(value, dict) and value.get("type") == "Point" and "coordinates" in value:
+        # most stored geometries are Points: validated without building a shapely object
+        parser = _Parser("Invalid GeoJSON geometry")
+        coords = parser.coordinates("Point", value["coordinates"], ("coordinates",))
+        return {"type": "Point", "coordinates": coords}
     return _parse(value, allow_collection=allow_collection)[0]
 
 
