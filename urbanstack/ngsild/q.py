@@ -64,6 +64,8 @@ from functools import lru_cache
 from typing import Any
 
 from urbanstack.ngsild.errors import BadRequestData, OperationNotSupported, TooComplexQuery
+from urbanstack.ngsild.grammar import BooleanParser
+from urbanstack.ngsild.model import VALUE_MEMBER
 
 MAX_TERMS = 64
 MAX_DEPTH = 16
@@ -78,16 +80,7 @@ ENTITY_MEMBERS = frozenset({"createdAt", "modifiedAt"})
 #: comparison operators, in the order the lexer tries them (longest first)
 OPERATORS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")
 #: member holding the compared value, per attribute type
-VALUE_MEMBERS = {
-    "Property": "value",
-    "GeoProperty": "value",
-    "Relationship": "object",
-    "LanguageProperty": "languageMap",
-    "VocabProperty": "vocab",
-    "JsonProperty": "json",
-    "ListProperty": "valueList",
-    "ListRelationship": "objectList",
-}
+VALUE_MEMBERS = VALUE_MEMBER
 _RELATIONSHIP_TYPES = frozenset({"Relationship", "ListRelationship"})
 
 
@@ -286,90 +279,23 @@ def _is_name_char(char: str) -> bool:
     return char.isalnum() or char in "_-:"
 
 
-class _Parser:
+class _Parser(BooleanParser[QExpr]):
+    label = "q"
+    term_name = "query term"
+    or_chars = "|"
+    and_chars = ";"
+    max_depth = MAX_DEPTH
+
     def __init__(self, text: str, expand: Callable[[str], str], expand_values: set[str]):
-        self.text = text
-        self.pos = 0
+        super().__init__(text)
         self.expand = expand
         self.expand_values = expand_values
-        self.terms = 0
 
-    # -- helpers
-
-    def error(self, message: str, pos: int | None = None) -> BadRequestData:
-        at = self.pos if pos is None else pos
-        return BadRequestData(f"Invalid q at offset {at}: {message}")
-
-    def describe(self, pos: int | None = None) -> str:
-        at = self.pos if pos is None else pos
-        if at >= len(self.text):
-            return "end of input"
-        return repr(self.text[at : at + 12])
-
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def skip_ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    # -- expressions
-
-    def parse(self) -> QExpr:
-        expr = self.parse_or(0)
-        self.skip_ws()
-        if self.pos < len(self.text):
-            if self.peek() == ")":
-                raise self.error("unbalanced ')'")
-            raise self.error(f"expected ';', '|' or end of input, found {self.describe()}")
-        return expr
-
-    def parse_or(self, depth: int) -> QExpr:
-        terms = [self.parse_and(depth)]
-        while True:
-            self.skip_ws()
-            if self.peek() != "|":
-                break
-            self.pos += 1
-            terms.append(self.parse_and(depth))
-        return _combine(Or, terms)
-
-    def parse_and(self, depth: int) -> QExpr:
-        terms = [self.parse_primary(depth)]
-        while True:
-            self.skip_ws()
-            if self.peek() != ";":
-                break
-            self.pos += 1
-            terms.append(self.parse_primary(depth))
-        return _combine(And, terms)
-
-    def parse_primary(self, depth: int) -> QExpr:
-        self.skip_ws()
-        char = self.peek()
-        if char == "(":
-            if depth >= MAX_DEPTH:
-                raise TooComplexQuery(f"q nests parentheses deeper than {MAX_DEPTH} levels")
-            open_at = self.pos
-            self.pos += 1
-            expr = self.parse_or(depth + 1)
-            self.skip_ws()
-            if self.peek() != ")":
-                if self.pos >= len(self.text):
-                    raise self.error("unbalanced '(' (never closed)", open_at)
-                raise self.error(f"expected ')', found {self.describe()}")
-            self.pos += 1
-            return expr
-        if char == "":
-            raise self.error("expected a query term, found end of input (empty term)")
-        if char in ";|)":
-            raise self.error(f"empty query term before {char!r}")
-        return self.parse_term()
+    def combine(self, kind: str, terms: list[QExpr]) -> QExpr:
+        return _combine(And if kind == "and" else Or, terms)
 
     def parse_term(self) -> Comparison:
-        self.terms += 1
-        if self.terms > MAX_TERMS:
-            raise TooComplexQuery(f"q has more than {MAX_TERMS} query terms")
+        self.count_term(MAX_TERMS)
         path = self.parse_path()
         self.skip_ws()
         char = self.peek()

@@ -25,7 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from urbanstack.ngsild.errors import BadRequestData, TooComplexQuery
+from urbanstack.ngsild.errors import BadRequestData
+from urbanstack.ngsild.grammar import BooleanParser
 
 MAX_TERMS = 64
 MAX_DEPTH = 16
@@ -97,75 +98,21 @@ def validate_scope(scope: str) -> str:
     return scope if scope.startswith("/") else "/" + scope
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-        self.terms = 0
+class _Parser(BooleanParser[ScopeExpr]):
+    label = "scopeQ"
+    term_name = "scope"
+    or_chars = "|,"
+    and_chars = ";"
+    max_depth = MAX_DEPTH
 
-    def error(self, message: str, pos: int | None = None) -> BadRequestData:
-        at = self.pos if pos is None else pos
-        return BadRequestData(f"Invalid scopeQ at offset {at}: {message}")
+    def combine(self, kind: str, terms: list[ScopeExpr]) -> ScopeExpr:
+        return _combine(ScopeAnd if kind == "and" else ScopeOr, terms)
 
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def skip_ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    def parse(self) -> ScopeExpr:
-        expr = self.parse_or(0)
-        self.skip_ws()
-        if self.pos < len(self.text):
-            if self.peek() == ")":
-                raise self.error("unbalanced ')'")
-            raise self.error(f"unexpected {self.text[self.pos :]!r}")
-        return expr
-
-    def parse_or(self, depth: int) -> ScopeExpr:
-        terms = [self.parse_and(depth)]
-        while True:
-            self.skip_ws()
-            if self.peek() not in ("|", ","):
-                break
-            self.pos += 1
-            terms.append(self.parse_and(depth))
-        return _combine(ScopeOr, terms)
-
-    def parse_and(self, depth: int) -> ScopeExpr:
-        terms = [self.parse_primary(depth)]
-        while True:
-            self.skip_ws()
-            if self.peek() != ";":
-                break
-            self.pos += 1
-            terms.append(self.parse_primary(depth))
-        return _combine(ScopeAnd, terms)
-
-    def parse_primary(self, depth: int) -> ScopeExpr:
-        self.skip_ws()
-        char = self.peek()
-        if char == "(":
-            if depth >= MAX_DEPTH:
-                raise TooComplexQuery(f"scopeQ nests parentheses deeper than {MAX_DEPTH}")
-            open_at = self.pos
-            self.pos += 1
-            expr = self.parse_or(depth + 1)
-            self.skip_ws()
-            if self.peek() != ")":
-                raise self.error("unbalanced '(' (never closed)", open_at)
-            self.pos += 1
-            return expr
-        if char in ("", ";", "|", ",", ")"):
-            found = repr(char) if char else "end of input"
-            raise self.error(f"expected a scope, found {found} (empty term)")
+    def parse_term(self) -> ScopeExpr:
         return self.parse_pattern()
 
     def parse_pattern(self) -> ScopePattern:
-        self.terms += 1
-        if self.terms > MAX_TERMS:
-            raise TooComplexQuery(f"scopeQ has more than {MAX_TERMS} scopes")
+        self.count_term(MAX_TERMS)
         start = self.pos
         while self.pos < len(self.text):
             char = self.text[self.pos]

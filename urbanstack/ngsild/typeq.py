@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from urbanstack.ngsild.errors import BadRequestData, TooComplexQuery
+from urbanstack.ngsild.errors import BadRequestData
+from urbanstack.ngsild.grammar import BooleanParser
 
 MAX_TERMS = 64
 MAX_DEPTH = 16
@@ -52,76 +53,25 @@ class TypeOr:
 TypeExpr = TypeName | TypeAnd | TypeOr
 
 
-class _Parser:
+class _Parser(BooleanParser[TypeExpr]):
+    label = "type query"
+    term_name = "type name"
+    or_chars = "|,"
+    and_chars = ";"
+    max_depth = MAX_DEPTH
+
     def __init__(self, text: str, expand: Callable[[str], str]) -> None:
-        self.text = text
+        super().__init__(text)
         self.expand = expand
-        self.pos = 0
-        self.terms = 0
 
-    def error(self, message: str, pos: int | None = None) -> BadRequestData:
-        at = self.pos if pos is None else pos
-        return BadRequestData(f"Invalid type query at offset {at}: {message}")
+    def combine(self, kind: str, terms: list[TypeExpr]) -> TypeExpr:
+        return _combine(TypeAnd if kind == "and" else TypeOr, terms)
 
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def skip_ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    def parse(self) -> TypeExpr:
-        expr = self.parse_or(0)
-        self.skip_ws()
-        if self.pos < len(self.text):
-            if self.peek() == ")":
-                raise self.error("unbalanced ')'")
-            raise self.error(f"unexpected {self.text[self.pos :]!r}")
-        return expr
-
-    def parse_or(self, depth: int) -> TypeExpr:
-        terms = [self.parse_and(depth)]
-        while True:
-            self.skip_ws()
-            if self.peek() not in ("|", ","):
-                break
-            self.pos += 1
-            terms.append(self.parse_and(depth))
-        return _combine(TypeOr, terms)
-
-    def parse_and(self, depth: int) -> TypeExpr:
-        terms = [self.parse_primary(depth)]
-        while True:
-            self.skip_ws()
-            if self.peek() != ";":
-                break
-            self.pos += 1
-            terms.append(self.parse_primary(depth))
-        return _combine(TypeAnd, terms)
-
-    def parse_primary(self, depth: int) -> TypeExpr:
-        self.skip_ws()
-        char = self.peek()
-        if char == "(":
-            if depth >= MAX_DEPTH:
-                raise TooComplexQuery(f"type query nests parentheses deeper than {MAX_DEPTH}")
-            open_at = self.pos
-            self.pos += 1
-            expr = self.parse_or(depth + 1)
-            self.skip_ws()
-            if self.peek() != ")":
-                raise self.error("unbalanced '(' (never closed)", open_at)
-            self.pos += 1
-            return expr
-        if char == "" or char in _SEPARATORS:
-            found = repr(char) if char else "end of input"
-            raise self.error(f"expected a type name, found {found} (empty term)")
+    def parse_term(self) -> TypeExpr:
         return self.parse_name()
 
     def parse_name(self) -> TypeName:
-        self.terms += 1
-        if self.terms > MAX_TERMS:
-            raise TooComplexQuery(f"type query has more than {MAX_TERMS} type names")
+        self.count_term(MAX_TERMS)
         start = self.pos
         while self.pos < len(self.text):
             char = self.text[self.pos]
