@@ -503,3 +503,22 @@ def test_json_body_with_context_member_answers_400(client: TestClient) -> None:
     assert response.status_code == 400
     assert response.json()["type"] == ERRORS + "BadRequestData"
     assert client.get(f"{ENTITIES}/{AQ_ID}").status_code == 404
+
+
+def test_default_answer_from_stored_view_equals_the_rendered_one(client: TestClient) -> None:
+    body = {
+        "id": "urn:ngsi-ld:AirQualityObserved:hue-view",
+        "type": "AirQualityObserved",
+        "pm25": {"type": "Property", "value": 38.5, "unitCode": "GQ"},
+        "name": {"type": "LanguageProperty", "languageMap": {"vi": "Đại Nội", "en": "Citadel"}},
+        "refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:1"},
+    }
+    assert client.post("/ngsi-ld/v1/entities", json=body).status_code == 201
+    url = "/ngsi-ld/v1/entities/" + body["id"]
+    fast = client.get(url)  # application/json, core context, normalized: the stored view
+    slow = client.get(url, headers={"Accept": "application/ld+json"}).json()
+    slow.pop("@context")
+    assert fast.json() == slow
+    assert "json-ld#context" in fast.headers["Link"]
+    listed = client.get("/ngsi-ld/v1/entities", params={"type": "AirQualityObserved"})
+    assert listed.json() == [slow]

@@ -14,6 +14,7 @@ from urbanstack.ngsild.jsonld import core_term_map
 from urbanstack.ngsild.model import Entity, parse_entity
 from urbanstack.ngsild.q import match_q, parse_query_q
 from urbanstack.ngsild.query import EntityQuery
+from urbanstack.ngsild.representation import render_default_view
 from urbanstack.ngsild.scope import match_scope, parse_scope_q
 from urbanstack.ngsild.typeq import parse_type_query
 from urbanstack.store import store_from_url
@@ -362,3 +363,24 @@ async def test_unchanged_location_keeps_its_shape_rows(store: EntityStore) -> No
     near = parse_geo_query("near;maxDistance==100", "Point", "[107.501,16.46]", None, expand)
     found = await store.query_entities(None, EntityQuery(geo=near))
     assert [e["id"] for e in found.entities] == [renamed["id"]]
+
+
+async def test_views_follow_every_write(store: EntityStore) -> None:
+    store.view_renderer = render_default_view
+    await store.change_entities(None, [create(station(1))])
+    changed = station(1, note={"type": "Property", "value": "moved to Kim Long"})
+    await store.change_entities(None, [replace_with(changed)])
+    stored = await store.get_entity(None, changed["id"])
+    assert stored is not None
+    assert await store.get_entity_view(None, changed["id"]) == render_default_view(stored)
+    page = await store.query_entities(None, EntityQuery(ids=(changed["id"],)), views=True)
+    assert page.views == [render_default_view(stored)]
+
+
+async def test_view_of_entity_written_without_renderer_is_rendered_on_read(
+    store: EntityStore,
+) -> None:
+    store.view_renderer = None
+    await store.change_entities(None, [create(station(1))])
+    store.view_renderer = render_default_view
+    assert await store.get_entity_view(None, station(1)["id"]) == render_default_view(station(1))

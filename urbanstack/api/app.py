@@ -22,6 +22,7 @@ from urbanstack.ngsild.errors import (
     NgsiLdError,
     ResourceNotFound,
 )
+from urbanstack.ngsild.representation import render_default_view
 from urbanstack.settings import Settings
 from urbanstack.store import store_from_settings
 from urbanstack.store.base import EntityStore
@@ -127,6 +128,7 @@ def create_app(
     settings = settings or Settings.from_env()
     if store is None:
         store = store_from_settings(settings)
+    store.view_renderer = render_default_view
     http_fetcher = fetcher or HttpContextFetcher(
         settings.context_fetch_timeout, settings.context_max_bytes
     )

@@ -17,6 +17,7 @@ from urbanstack.api.http import (
     json_response,
     negotiate,
     no_content,
+    raw_json_response,
     read_json,
     request_terms,
     strip_context,
@@ -25,8 +26,9 @@ from urbanstack.api.http import JSON_LD as LD
 from urbanstack.api.params import entity_query_from_params, parse_bool, render_options
 from urbanstack.broker import entities as uc
 from urbanstack.broker.entities import UpdateResult
-from urbanstack.ngsild.jsonld import TermMap
+from urbanstack.ngsild.jsonld import TermMap, core_term_map
 from urbanstack.ngsild.representation import (
+    DEFAULT_OPTIONS,
     render_entity,
     render_feature,
     render_feature_collection,
@@ -71,12 +73,16 @@ async def query_entities(request: Request) -> Response:
     query = entity_query_from_params(params, terms, broker.settings)
     opts = render_options(params, terms)
     # one row more than the page tells whether a next page exists
-    page = await uc.query_entities(broker, caller_of(request), query)
+    fast = accept == JSON and terms is core_term_map() and opts == DEFAULT_OPTIONS
+    page = await uc.query_entities(broker, caller_of(request), query, views=fast)
     entities = page.entities
     headers: dict[str, str] = {}
     if page.total is not None:
         headers["NGSILD-Results-Count"] = str(page.total)
     links = _page_links(request, query.offset, query.limit, page.more)
+    if page.views is not None:
+        body = b"[" + b",".join(page.views) + b"]"
+        return raw_json_response(body, terms=terms, headers=headers, links=links)
     data: Any
     if accept == GEO_JSON:
         data = render_feature_collection(entities, terms, opts)
@@ -104,7 +110,11 @@ async def retrieve_entity(request: Request) -> Response:
     accept = negotiate(request, geo=True)
     terms = await request_terms(request)
     opts = render_options(request.query_params, terms)
-    entity = await uc.retrieve_entity(broker, caller_of(request), request.path_params["entityId"])
+    entity_id = request.path_params["entityId"]
+    if accept == JSON and terms is core_term_map() and opts == DEFAULT_OPTIONS:
+        view = await uc.retrieve_entity_view(broker, caller_of(request), entity_id)
+        return raw_json_response(view, terms=terms)
+    entity = await uc.retrieve_entity(broker, caller_of(request), entity_id)
     if accept == GEO_JSON:
         return json_response(render_feature(entity, terms, opts), terms=terms, accept=accept)
     return json_response(render_entity(entity, terms, opts), terms=terms, accept=accept)

@@ -200,6 +200,19 @@ def json_response(
     return Response(orjson.dumps(data), status_code=status, media_type=accept, headers=headers)
 
 
+def raw_json_response(
+    body: bytes,
+    *,
+    terms: TermMap,
+    headers: dict[str, str] | None = None,
+    links: list[str] | None = None,
+) -> Response:
+    """An application/json answer whose body is already serialised (stored views)."""
+    headers = dict(headers or {})
+    headers["Link"] = ", ".join([context_link(terms), *(links or [])])
+    return Response(body, media_type=JSON, headers=headers)
+
+
 def no_content(headers: dict[str, str] | None = None, status: int = 204) -> Response:
     """An empty answer (204 by default)."""
     return Response(status_code=status, headers=headers)

@@ -111,6 +111,15 @@ async def retrieve_entity(broker: Broker, caller: Caller, entity_id: str) -> Ent
     return entity
 
 
+async def retrieve_entity_view(broker: Broker, caller: Caller, entity_id: str) -> bytes:
+    """GET /entities/{id} in the default representation: the stored view, or ResourceNotFound."""
+    validate_entity_id(entity_id)
+    view = await broker.store.get_entity_view(caller.tenant, entity_id)
+    if view is None:
+        raise _not_found(entity_id)
+    return view
+
+
 def delete_change(entity_id: str) -> EntityChange:
     """The change deleting an entity; ResourceNotFound if it does not exist."""
 
@@ -332,8 +341,11 @@ async def delete_attr(
     await _change_one(broker, caller, EntityChange(entity_id, apply))
 
 
-async def query_entities(broker: Broker, caller: Caller, query: EntityQuery) -> QueryResult:
-    """GET /entities and POST /entityOperations/query: one page of matching entities."""
+async def query_entities(
+    broker: Broker, caller: Caller, query: EntityQuery, *, views: bool = False
+) -> QueryResult:
+    """GET /entities and POST /entityOperations/query: one page of matching entities
+    (with ``views``, their stored default views instead)."""
     if query.is_unbounded:
         raise BadRequestData(
             "A query needs at least one of id, idPattern, type, attrs, q, geometry or scopeQ"
@@ -344,7 +356,10 @@ async def query_entities(broker: Broker, caller: Caller, query: EntityQuery) -> 
         )
     # one entity more than the page tells whether a next page exists
     probe = replace(query, limit=query.limit + 1) if query.limit else query
-    page = await broker.store.query_entities(caller.tenant, probe)
+    page = await broker.store.query_entities(caller.tenant, probe, views=views)
+    if page.views is not None and query.limit and len(page.views) > query.limit:
+        page.views = page.views[: query.limit]
+        page.more = True
     if query.limit and len(page.entities) > query.limit:
         page.entities = page.entities[: query.limit]
         page.more = True

@@ -63,3 +63,4 @@ class QueryResult:
     entities: list[dict] = field(default_factory=list)
     total: int | None = None
     more: bool = False
+    views: list[bytes] | None = None  # the default renderings, when they were asked for

@@ -10,6 +10,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
+
 from urbanstack.ngsild.errors import BadRequestData
 from urbanstack.ngsild.jsonld import TermMap
 from urbanstack.ngsild.model import VALUE_MEMBER, Entity, Instance
@@ -197,3 +199,14 @@ def render_feature_collection(
         "type": "FeatureCollection",
         "features": [render_feature(e, terms, opts) for e in entities],
     }
+
+
+DEFAULT_OPTIONS = RenderOptions()
+
+
+def render_default_view(entity: Entity) -> bytes:
+    """The answer most requests want, kept by the store beside each entity: normalized,
+    compacted with the core context alone, no system attributes, as JSON bytes."""
+    from urbanstack.ngsild.jsonld import core_term_map
+
+    return orjson.dumps(render_entity(entity, core_term_map(), DEFAULT_OPTIONS))

@@ -20,6 +20,7 @@ from urbanstack.ngsild.model import Entity
 from urbanstack.ngsild.query import EntityQuery, QueryResult
 
 DEFAULT_TENANT: str | None = None
+ViewRenderer = Callable[[Entity], bytes]
 
 
 class StoreError(InternalError):
@@ -122,7 +123,14 @@ class EntityStore(abc.ABC):
 
     Tenants: a write to an unknown tenant creates it; a read of an unknown tenant
     raises :class:`~urbanstack.ngsild.errors.NonexistentTenant`.
+
+    Views: when :attr:`view_renderer` is set, the store keeps ``view_renderer(entity)``
+    beside each entity it writes, in the same transaction, and hands those bytes back
+    from :meth:`get_entity_view` and ``query_entities(..., views=True)``, so the most
+    common answer needs no decoding or rendering. A view is never staler than its entity.
     """
+
+    view_renderer: ViewRenderer | None = None
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -162,12 +170,20 @@ class EntityStore(abc.ABC):
         """The stored entity, or None. Raises NonexistentTenant for an unknown tenant."""
 
     @abc.abstractmethod
-    async def query_entities(self, tenant: str | None, query: EntityQuery) -> QueryResult:
+    async def get_entity_view(self, tenant: str | None, entity_id: str) -> bytes | None:
+        """The entity's default view (``view_renderer(entity)``), or None when it does not
+        exist. Raises NonexistentTenant for an unknown tenant."""
+
+    @abc.abstractmethod
+    async def query_entities(
+        self, tenant: str | None, query: EntityQuery, *, views: bool = False
+    ) -> QueryResult:
         """Entities matching every filter of ``query``, one page of them.
 
         Order: by distance for ``near`` geo-queries, otherwise by creation order.
         ``total`` is filled when ``query.count``. Filters are evaluated by the
-        backend (indexes, SQL), never by loading the whole tenant.
+        backend (indexes, SQL), never by loading the whole tenant. With ``views``,
+        the page comes as ``QueryResult.views`` (default views) instead of entities.
         """
 
     @abc.abstractmethod

@@ -376,7 +376,10 @@ class SQLiteStore(EntityStore):
 
         def run(conn: sqlite3.Connection) -> list[ChangeResult]:
             return apply_changes(
-                conn, changes, lambda path: self._pid_for_write(conn, tenant, path)
+                conn,
+                changes,
+                lambda path: self._pid_for_write(conn, tenant, path),
+                self.view_renderer,
             )
 
         return await self._write(tenant, run)
@@ -390,6 +393,17 @@ class SQLiteStore(EntityStore):
 
         return await self._point_read(tenant, run)
 
+    async def get_entity_view(self, tenant: str | None, entity_id: str) -> bytes | None:
+        tenant = validate_tenant(tenant)
+
+        def run(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute(
+                "SELECT doc, view FROM entities WHERE id = ?", (entity_id,)
+            ).fetchone()
+            return self._view(row[0], row[1]) if row else None
+
+        return await self._point_read(tenant, run)
+
     # --- queries
 
     def _geo_match(self, slot: int, wkb: bytes) -> bool:
@@ -398,7 +412,9 @@ class SQLiteStore(EntityStore):
     def _geo_distance(self, slot: int, wkb: bytes) -> float:
         return self._slots[slot].distance_m(wkb)
 
-    async def query_entities(self, tenant: str | None, query: EntityQuery) -> QueryResult:
+    async def query_entities(
+        self, tenant: str | None, query: EntityQuery, *, views: bool = False
+    ) -> QueryResult:
         tenant = validate_tenant(tenant)
         predicate = None
         if query.geo is not None:
@@ -411,7 +427,7 @@ class SQLiteStore(EntityStore):
             if predicate is not None:
                 self._slots[slot] = predicate
             try:
-                return self._run_query(conn, tenant, query, predicate, slot)
+                return self._run_query(conn, tenant, query, predicate, slot, views)
             finally:
                 self._slots.pop(slot, None)
 
@@ -424,6 +440,7 @@ class SQLiteStore(EntityStore):
         query: EntityQuery,
         predicate: Any,
         slot: int,
+        views: bool = False,
     ) -> QueryResult:
         lookup = self._pid_lookup(conn, tenant)
         bbox = predicate.bbox() if predicate is not None else None
@@ -440,22 +457,32 @@ class SQLiteStore(EntityStore):
             ).fetchone()[0]
         if query.limit == 0:
             return QueryResult([], total)
+        columns = "e.doc, e.view" if views else "e.doc, NULL"
         if compiled.near:
             sql = (
-                f"SELECT e.doc, min(geo_distance(?, g.wkb)) AS d FROM {source} WHERE {where} "
-                "GROUP BY e.rid ORDER BY d, e.rid LIMIT ? OFFSET ?"
+                f"SELECT {columns}, min(geo_distance(?, g.wkb)) AS d FROM {source} "
+                f"WHERE {where} GROUP BY e.rid ORDER BY d, e.rid LIMIT ? OFFSET ?"
             )
             rows = conn.execute(sql, [slot, *params, query.limit, query.offset]).fetchall()
         elif compiled.joins:
             sql = (
-                f"SELECT e.doc FROM {source} WHERE {where} GROUP BY e.rid ORDER BY e.rid "
+                f"SELECT {columns} FROM {source} WHERE {where} GROUP BY e.rid ORDER BY e.rid "
                 "LIMIT ? OFFSET ?"
             )
             rows = conn.execute(sql, [*params, query.limit, query.offset]).fetchall()
         else:
-            sql = f"SELECT e.doc FROM entities e WHERE {where} ORDER BY e.rid LIMIT ? OFFSET ?"
+            sql = f"SELECT {columns} FROM entities e WHERE {where} ORDER BY e.rid LIMIT ? OFFSET ?"
             rows = conn.execute(sql, [*params, query.limit, query.offset]).fetchall()
+        if views:
+            return QueryResult([], total, views=[self._view(r[0], r[1]) for r in rows])
         return QueryResult([orjson.loads(r[0]) for r in rows], total)
+
+    def _view(self, doc: bytes, view: bytes | None) -> bytes:
+        if view is not None:
+            return view
+        if self.view_renderer is None:
+            raise StoreError("No view renderer is set on this store")
+        return self.view_renderer(orjson.loads(doc))  # written before a renderer was set
 
     async def discovery(self, tenant: str | None) -> list[DiscoveryRow]:
         tenant = validate_tenant(tenant)

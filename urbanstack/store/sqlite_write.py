@@ -19,7 +19,14 @@ import orjson
 
 from urbanstack.ngsild.errors import NgsiLdError
 from urbanstack.ngsild.model import Entity
-from urbanstack.store.base import ChangeResult, Delete, EntityChange, Keep, Write
+from urbanstack.store.base import (
+    ChangeResult,
+    Delete,
+    EntityChange,
+    Keep,
+    ViewRenderer,
+    Write,
+)
 from urbanstack.store.sqlite_index import geo_values, typed_path, value_rows
 
 CHUNK = 500
@@ -184,7 +191,10 @@ def diff_rows(old: IndexRows, new: IndexRows) -> tuple[IndexRows, IndexRows]:
 
 
 def apply_changes(
-    conn: sqlite3.Connection, changes: Sequence[EntityChange], pid: Callable[[str], int]
+    conn: sqlite3.Connection,
+    changes: Sequence[EntityChange],
+    pid: Callable[[str], int],
+    view: ViewRenderer | None = None,
 ) -> list[ChangeResult]:
     """Run ``changes`` in order and persist the outcome; see the module docstring."""
     stored = load_current(conn, list({c.entity_id: None for c in changes}))
@@ -216,7 +226,7 @@ def apply_changes(
             results.append(ChangeResult(entity_id, outcome.result, old=old, new=old))
         else:
             raise TypeError(f"apply returned {outcome!r}")
-    _persist(conn, stored, latest, pid)
+    _persist(conn, stored, latest, pid, view)
     return results
 
 
@@ -225,6 +235,7 @@ def _persist(
     stored: dict[str, tuple[int, bytes]],
     latest: dict[str, Any],
     pid: Callable[[str], int],
+    view: ViewRenderer | None,
 ) -> None:
     deleted = [stored[i][0] for i, e in latest.items() if e is _DELETED and i in stored]
     if deleted:
@@ -237,19 +248,22 @@ def _persist(
         if entity is _DELETED:
             continue
         doc = orjson.dumps(entity)
+        rendered = view(entity) if view is not None else None
         if entity_id in stored:
             rid, old_doc = stored[entity_id]
-            updates.append((entity["modifiedAt"], doc, rid))
+            updates.append((entity["modifiedAt"], doc, rendered, rid))
             # only the rows that differ: an attribute update touches a few rows, not all
             plus, minus = diff_rows(index_rows(orjson.loads(old_doc)), index_rows(entity))
             added.append((rid, plus))
             removed.append((rid, minus))
         else:
             rid = conn.execute(
-                "INSERT INTO entities (id, created_at, modified_at, doc) VALUES (?,?,?,?)",
-                (entity_id, entity["createdAt"], entity["modifiedAt"], doc),
+                "INSERT INTO entities (id, created_at, modified_at, doc, view) VALUES (?,?,?,?,?)",
+                (entity_id, entity["createdAt"], entity["modifiedAt"], doc, rendered),
             ).lastrowid
             added.append((rid, index_rows(entity)))  # type: ignore[arg-type]
     if updates:
-        conn.executemany("UPDATE entities SET modified_at = ?, doc = ? WHERE rid = ?", updates)
+        conn.executemany(
+            "UPDATE entities SET modified_at = ?, doc = ?, view = ? WHERE rid = ?", updates
+        )
     _write_index(conn, pid, added, removed)

@@ -4,7 +4,8 @@ CREATE TABLE IF NOT EXISTS entities (
     id          TEXT NOT NULL UNIQUE,
     created_at  TEXT NOT NULL,
     modified_at TEXT NOT NULL,
-    doc         BLOB NOT NULL          -- the entity in stored (expanded) form, JSON
+    doc         BLOB NOT NULL,         -- the entity in stored (expanded) form, JSON
+    view        BLOB                   -- its default rendering (see EntityStore.view_renderer)
 );
 CREATE TABLE IF NOT EXISTS entity_types (
     type TEXT NOT NULL,
