@@ -384,3 +384,27 @@ async def test_view_of_entity_written_without_renderer_is_rendered_on_read(
     await store.change_entities(None, [create(station(1))])
     store.view_renderer = render_default_view
     assert await store.get_entity_view(None, station(1)["id"]) == render_default_view(station(1))
+
+
+async def test_deleted_entity_leaves_nothing_queries_can_find(store: EntityStore) -> None:
+    first = station(1, level={"type": "Property", "value": 99}, scope="/Hue/North")
+    await store.change_entities(None, [create(first)])
+    await store.change_entities(None, [EntityChange(first["id"], lambda cur: Delete())])
+    again = parse_entity(
+        {"id": first["id"], "type": "WaterObserved", "level": {"type": "Property", "value": 1}},
+        TERMS,
+        NOW,
+    )
+    await store.change_entities(None, [create(again)])
+    for query in (
+        EntityQuery(types=parse_type_query("AirQualityObserved", expand)),
+        EntityQuery(q=parse_query_q("level>50", expand)),
+        EntityQuery(q=parse_query_q("pm25", expand)),
+        EntityQuery(scope_q=parse_scope_q("/Hue/#")),
+        EntityQuery(
+            geo=parse_geo_query("near;maxDistance==5000", "Point", "[107.5,16.46]", None, expand)
+        ),
+    ):
+        assert (await store.query_entities(None, query)).entities == [], query
+    found = await store.query_entities(None, EntityQuery(q=parse_query_q("level<5", expand)))
+    assert [e["id"] for e in found.entities] == [first["id"]]

@@ -60,15 +60,6 @@ def load_current(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tupl
     return found
 
 
-def unindex(conn: sqlite3.Connection, rids: Sequence[int]) -> None:
-    """Remove every index row of the given entities."""
-    for chunk in _chunks(rids):
-        marks = ",".join("?" * len(chunk))
-        for table in ("entity_types", "entity_scopes", "attr_values", "attr_presence"):
-            conn.execute(f"DELETE FROM {table} WHERE rid IN ({marks})", chunk)
-    delete_shapes(conn, rids)
-
-
 def delete_shapes(conn: sqlite3.Connection, rids: Sequence[int]) -> None:
     """Remove the geo and R*Tree rows of the given entities."""
     for chunk in _chunks(rids):
@@ -237,12 +228,14 @@ def _persist(
     pid: Callable[[str], int],
     view: ViewRenderer | None,
 ) -> None:
-    deleted = [stored[i][0] for i, e in latest.items() if e is _DELETED and i in stored]
-    if deleted:
-        unindex(conn, deleted)
-        conn.executemany("DELETE FROM entities WHERE rid = ?", [(rid,) for rid in deleted])
     added: list[tuple[int, IndexRows]] = []
     removed: list[tuple[int, IndexRows]] = []
+    deleted = [i for i, e in latest.items() if e is _DELETED and i in stored]
+    for entity_id in deleted:
+        rid, old_doc = stored[entity_id]
+        removed.append((rid, index_rows(orjson.loads(old_doc))))
+    if deleted:
+        conn.executemany("DELETE FROM entities WHERE rid = ?", [(stored[i][0],) for i in deleted])
     updates = []
     for entity_id, entity in latest.items():
         if entity is _DELETED:

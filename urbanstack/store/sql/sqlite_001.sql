@@ -1,4 +1,6 @@
 -- urbanstack SQLite schema, version 1: one database file per tenant.
+-- Index rows are only ever deleted by their full key (the writer recomputes them from the
+-- stored entity), so the index tables need no secondary index by entity.
 CREATE TABLE IF NOT EXISTS entities (
     rid         INTEGER PRIMARY KEY,
     id          TEXT NOT NULL UNIQUE,
@@ -12,13 +14,11 @@ CREATE TABLE IF NOT EXISTS entity_types (
     rid  INTEGER NOT NULL,
     PRIMARY KEY (type, rid)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entity_types_rid ON entity_types (rid);
 CREATE TABLE IF NOT EXISTS entity_scopes (
     scope TEXT NOT NULL,
     rid   INTEGER NOT NULL,
     PRIMARY KEY (scope, rid)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entity_scopes_rid ON entity_scopes (rid);
 -- interned attribute paths: attr IRI, then \x1f sub-attribute IRI, then \x1e compound key,
 -- and for typed leaf values a \x1d suffix: "rel" (relationship objects), "dt" (datetimes)
 CREATE TABLE IF NOT EXISTS paths (
@@ -33,7 +33,6 @@ CREATE TABLE IF NOT EXISTS attr_presence (
     n    INTEGER NOT NULL,             -- number of instances (datasetIds)
     PRIMARY KEY (pid, rid, kind)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS attr_presence_rid ON attr_presence (rid);
 -- the attribute-value index used by q: one row per distinct leaf value per path
 CREATE TABLE IF NOT EXISTS attr_values (
     pid INTEGER NOT NULL,
@@ -41,7 +40,6 @@ CREATE TABLE IF NOT EXISTS attr_values (
     rid INTEGER NOT NULL,
     PRIMARY KEY (pid, val, rid)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS attr_values_rid ON attr_values (rid, pid, val);
 CREATE TABLE IF NOT EXISTS geo (
     gid INTEGER PRIMARY KEY,
     rid INTEGER NOT NULL,
