@@ -408,3 +408,18 @@ async def test_deleted_entity_leaves_nothing_queries_can_find(store: EntityStore
         assert (await store.query_entities(None, query)).entities == [], query
     found = await store.query_entities(None, EntityQuery(q=parse_query_q("level<5", expand)))
     assert [e["id"] for e in found.entities] == [first["id"]]
+
+
+async def test_updating_one_attribute_keeps_the_others_queryable(store: EntityStore) -> None:
+    entity = station(1, status={"type": "Property", "value": "ok"})
+    await store.change_entities(None, [create(entity)])
+
+    def raise_pm25(current: Entity | None) -> Write:
+        assert current is not None
+        current["attrs"][expand("pm25")][0]["value"] = 77.0
+        return Write(current)
+
+    await store.change_entities(None, [EntityChange(entity["id"], raise_pm25)])
+    for text, hits in (("pm25==77", 1), ("pm25==11", 0), ('status=="ok"', 1), ("pm25;status", 1)):
+        page = await store.query_entities(None, EntityQuery(q=parse_query_q(text, expand)))
+        assert len(page.entities) == hits, text

@@ -7,7 +7,7 @@ compound-value key, as often as needed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from urbanstack.ngsild.model import VALUE_MEMBER, Entity, Instance
@@ -88,11 +88,13 @@ def _instance_rows(path: str, inst: Instance, depth: int, out: list[ValueRow]) -
             _instance_rows(path + SUB + sub_iri, sub, depth + 1, out)
 
 
-def value_rows(entity: Entity) -> list[ValueRow]:
-    """Every (path, value, kind) row of the attribute-value index for ``entity``."""
+def value_rows(entity: Entity, only: Iterable[str] | None = None) -> list[ValueRow]:
+    """Every (path, value, kind) row of the attribute-value index for ``entity`` (or for
+    the attributes ``only`` names)."""
     out: list[ValueRow] = []
-    for iri, instances in entity["attrs"].items():
-        for inst in instances:
+    attrs = entity["attrs"]
+    for iri in attrs if only is None else only:
+        for inst in attrs.get(iri, ()):
             _instance_rows(iri, inst, 0, out)
     return out
 

@@ -82,10 +82,11 @@ class IndexRows:
     shapes: list[tuple[str, str]] = field(default_factory=list)  # (attribute, geometry JSON)
 
 
-def index_rows(entity: Entity) -> IndexRows:
-    """The index rows of ``entity``."""
+def index_rows(entity: Entity, only: Iterable[str] | None = None) -> IndexRows:
+    """The index rows of ``entity``; with ``only``, the value and presence rows of those
+    attributes alone (types, scopes and shapes are always whole)."""
     rows = IndexRows(types=set(entity["type"]), scopes=set(entity.get("scope", ())))
-    for path, val, kind in value_rows(entity):
+    for path, val, kind in value_rows(entity, only):
         if val is None:
             key = (path, kind or "Property")
             rows.presence[key] = rows.presence.get(key, 0) + 1
@@ -93,6 +94,18 @@ def index_rows(entity: Entity) -> IndexRows:
             rows.values.add((typed_path(path, kind), val))
     rows.shapes = [(iri, orjson.dumps(g).decode()) for iri, g in geo_values(entity)]
     return rows
+
+
+def changed_rows(old: Entity, new: Entity) -> tuple[IndexRows, IndexRows]:
+    """(rows to add, rows to remove) turning ``old`` into ``new``: only the attributes
+    whose instances differ are re-indexed, so an update costs what it changes."""
+    old_attrs, new_attrs = old["attrs"], new["attrs"]
+    changed = [
+        iri
+        for iri in old_attrs.keys() | new_attrs.keys()
+        if old_attrs.get(iri) != new_attrs.get(iri)
+    ]
+    return diff_rows(index_rows(old, changed), index_rows(new, changed))
 
 
 def _write_index(
@@ -246,7 +259,7 @@ def _persist(
             rid, old_doc = stored[entity_id]
             updates.append((entity["modifiedAt"], doc, rendered, rid))
             # only the rows that differ: an attribute update touches a few rows, not all
-            plus, minus = diff_rows(index_rows(orjson.loads(old_doc)), index_rows(entity))
+            plus, minus = changed_rows(orjson.loads(old_doc), entity)
             added.append((rid, plus))
             removed.append((rid, minus))
         else:
