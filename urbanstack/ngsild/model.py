@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from urbanstack.ngsild.errors import BadRequestData
@@ -131,28 +132,43 @@ def validate_entity_id(value: object, what: str = "entity id") -> str:
     return value  # type: ignore[return-value]
 
 
+@lru_cache(maxsize=4096)
+def _valid_name(value: str) -> bool:
+    return len(value) <= MAX_NAME_LENGTH and bool(_NAME_RE.match(value))
+
+
 def validate_name(value: object, what: str = "attribute name") -> str:
     """Refuse names that cannot be JSON-LD terms (spaces, quotes, query syntax)."""
+    if isinstance(value, str) and value and _valid_name(value):
+        return value
     if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
         raise BadRequestData(f"Invalid {what}: {value!r}")
-    if not _NAME_RE.match(value):
-        raise BadRequestData(f"Invalid {what}: {value!r} contains a forbidden character")
-    return value
+    raise BadRequestData(f"Invalid {what}: {value!r} contains a forbidden character")
 
 
 def normalize_datetime(value: object, what: str = "datetime") -> str:
     """Parse an ISO 8601 datetime into the stored UTC form; BadRequestData if invalid."""
     if not isinstance(value, str):
         raise BadRequestData(f"Invalid {what}: {value!r} is not an ISO 8601 string")
+    normalized = _normalized_datetime(value)
+    if normalized is None:
+        raise BadRequestData(f"Invalid {what}: {value!r} is not an ISO 8601 datetime")
+    return normalized
+
+
+@lru_cache(maxsize=4096)
+def _normalized_datetime(value: str) -> str | None:
+    """The stored UTC form of an ISO 8601 datetime with a time part, else None (cached:
+    the same timestamps recur across a batch)."""
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequestData(f"Invalid {what}: {value!r} is not an ISO 8601 datetime") from None
+        return None
     if "T" not in text.upper():
-        raise BadRequestData(f"Invalid {what}: {value!r} has no time part")
+        return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
