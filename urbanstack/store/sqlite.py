@@ -298,10 +298,10 @@ class SQLiteStore(EntityStore):
         return await future
 
     def _check_tenant(self, tenant: str | None) -> None:
+        # known = found at open() or created (and migrated) by the writer: a reader never
+        # opens a tenant file that is still being created
         if tenant not in self._known_tenants:
-            if not self._file(tenant).exists():
-                raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
-            self._known_tenants.add(tenant)
+            raise NonexistentTenant(f"Tenant {tenant!r} does not exist")
 
     def _inline_conn(self, tenant: str | None) -> sqlite3.Connection:
         conn = self._inline_conns.get(tenant)
@@ -367,7 +367,7 @@ class SQLiteStore(EntityStore):
 
     async def tenant_exists(self, tenant: str | None) -> bool:
         tenant = validate_tenant(tenant)
-        return tenant in self._known_tenants or self._file(tenant).exists()
+        return tenant in self._known_tenants
 
     async def change_entities(
         self, tenant: str | None, changes: Sequence[EntityChange]
