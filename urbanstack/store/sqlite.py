@@ -457,7 +457,8 @@ class SQLiteStore(EntityStore):
             ).fetchone()[0]
         if query.limit == 0:
             return QueryResult([], total)
-        columns = "e.doc, e.view" if views else "e.doc, NULL"
+        # with views, the document is read only for rows written before a renderer was set
+        columns = "CASE WHEN e.view IS NULL THEN e.doc END, e.view" if views else "e.doc, NULL"
         if compiled.near:
             sql = (
                 f"SELECT {columns}, min(geo_distance(?, g.wkb)) AS d FROM {source} "
@@ -477,9 +478,10 @@ class SQLiteStore(EntityStore):
             return QueryResult([], total, views=[self._view(r[0], r[1]) for r in rows])
         return QueryResult([orjson.loads(r[0]) for r in rows], total)
 
-    def _view(self, doc: bytes, view: bytes | None) -> bytes:
+    def _view(self, doc: bytes | None, view: bytes | None) -> bytes:
         if view is not None:
             return view
+        assert doc is not None
         if self.view_renderer is None:
             raise StoreError("No view renderer is set on this store")
         return self.view_renderer(orjson.loads(doc))  # written before a renderer was set
