@@ -26,7 +26,7 @@ class Settings:
     context_max_bytes: int = _setting(1024 * 1024, "Largest remote @context accepted, in bytes")
     context_cache_size: int = _setting(256, "Processed @contexts kept in memory")
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma (FULL or NORMAL)")
-    sqlite_read_workers: int = _setting(3, "Threads serving SQLite reads")
+    sqlite_read_workers: int = _setting(2, "Threads serving SQLite queries")
     base_url: str = _setting("", "Public base URL used in Location headers for hosted contexts")
 
     @classmethod

@@ -96,7 +96,7 @@ class SQLiteStore(EntityStore):
     """Entities in SQLite files: ``path`` for the default tenant, ``<path>-tenants/`` for others."""
 
     def __init__(
-        self, path: str | Path, *, read_workers: int = 3, synchronous: str = "FULL"
+        self, path: str | Path, *, read_workers: int = 2, synchronous: str = "FULL"
     ) -> None:
         self.path = Path(path)
         self.tenant_dir = self.path.with_name(self.path.name + "-tenants")
