@@ -216,12 +216,3 @@ def raw_json_response(
 def no_content(headers: dict[str, str] | None = None, status: int = 204) -> Response:
     """An empty answer (204 by default)."""
     return Response(status_code=status, headers=headers)
-
-
-def flag(value: str | None, name: str) -> bool:
-    """A boolean query parameter: true/false (absent is false)."""
-    if value is None:
-        return False
-    if value in ("true", "false"):
-        return value == "true"
-    raise BadRequestData(f"{name} must be true or false")

@@ -90,16 +90,6 @@ class TermMap:
         return iri
 
 
-def context_urls(context: JsonLdContext) -> list[str]:
-    """The remote URLs a context refers to directly (core-context URLs excluded)."""
-    items = context if isinstance(context, list | tuple) else [context]
-    urls: list[str] = []
-    for item in items:
-        if isinstance(item, str) and not is_core_context_url(item):
-            urls.append(item)
-    return urls
-
-
 def _definitions(
     context: Any,
     documents: Mapping[str, Any],

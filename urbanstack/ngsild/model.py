@@ -535,8 +535,3 @@ def merge_types(entity: Entity, types: list[str]) -> None:
 def touch(entity: Entity, now: str) -> None:
     """Stamp an entity as modified at ``now``."""
     entity["modifiedAt"] = now
-
-
-def values_of(instance: Instance) -> Any:
-    """The value an instance carries, whatever its attribute type."""
-    return instance.get(VALUE_MEMBER.get(instance.get("type", "Property"), "value"))
