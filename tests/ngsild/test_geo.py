@@ -19,15 +19,13 @@ from urbanstack.ngsild.geo import (
     EARTH_RADIUS_M,
     GEORELS,
     LOCATION_IRI,
-    GeoPredicate,
     GeoQuery,
-    compile_geo_query,
     geometry_bounds,
     geometry_to_wkb,
-    haversine_m,
     parse_geo_query,
     validate_geometry,
 )
+from urbanstack.ngsild.geo_match import GeoPredicate, compile_geo_query, haversine_m
 
 # --- Huế fixtures -----------------------------------------------------------------------------
 

@@ -24,10 +24,10 @@ from urbanstack.ngsild.q import (
     Or,
     Range,
     iter_comparisons,
-    match_q,
     normalize_datetime,
     parse_query_q,
 )
+from urbanstack.ngsild.q_match import match_q
 
 EX = "https://ex.org/"
 

@@ -12,7 +12,8 @@ from urbanstack.ngsild.errors import AlreadyExists, NonexistentTenant
 from urbanstack.ngsild.geo import parse_geo_query
 from urbanstack.ngsild.jsonld import core_term_map
 from urbanstack.ngsild.model import Entity, parse_entity
-from urbanstack.ngsild.q import match_q, parse_query_q
+from urbanstack.ngsild.q import parse_query_q
+from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.representation import render_default_view
 from urbanstack.ngsild.scope import match_scope, parse_scope_q

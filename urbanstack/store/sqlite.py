@@ -418,7 +418,7 @@ class SQLiteStore(EntityStore):
         tenant = validate_tenant(tenant)
         predicate = None
         if query.geo is not None:
-            from urbanstack.ngsild.geo import compile_geo_query
+            from urbanstack.ngsild.geo_match import compile_geo_query
 
             predicate = compile_geo_query(query.geo)
 

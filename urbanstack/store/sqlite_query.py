@@ -1,6 +1,6 @@
 """Compiling an :class:`EntityQuery` into one SQLite statement over the index tables.
 
-The semantics are those of :func:`urbanstack.ngsild.q.match_q` (the reference
+The semantics are those of :func:`urbanstack.ngsild.q_match.match_q` (the reference
 evaluator); the shared store tests check that both agree.
 """
 
