@@ -7,7 +7,8 @@ Three layers, all pure (no I/O):
 * :func:`parse_geo_query` turns the ``georel`` / ``geometry`` / ``coordinates`` /
   ``geoproperty`` parameters (URL query, POST query body, subscription ``geoQ``) into a
   :class:`GeoQuery`.
-* :func:`compile_geo_query` turns a :class:`GeoQuery` into a :class:`GeoPredicate`, built once
+* :func:`urbanstack.ngsild.geo_match.compile_geo_query` turns a :class:`GeoQuery` into a
+  ``GeoPredicate``, built once
   per query and then evaluated against many stored candidates (WKB, see
   :func:`geometry_to_wkb`), with an optional R*Tree prefilter rectangle (:meth:`GeoPredicate.bbox`).
 
