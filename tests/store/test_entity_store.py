@@ -424,3 +424,20 @@ async def test_updating_one_attribute_keeps_the_others_queryable(store: EntitySt
     for text, hits in (("pm25==77", 1), ("pm25==11", 0), ('status=="ok"', 1), ("pm25;status", 1)):
         page = await store.query_entities(None, EntityQuery(q=parse_query_q(text, expand)))
         assert len(page.entities) == hits, text
+
+
+async def test_concurrent_changes_to_one_entity_lose_no_update(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(1))])
+
+    def add(n: int) -> EntityChange:
+        def apply(current: Entity | None) -> Write:
+            assert current is not None
+            current["attrs"][expand(f"reading{n}")] = [{"type": "Property", "value": n}]
+            return Write(current)
+
+        return EntityChange(station(1)["id"], apply)
+
+    await asyncio.gather(*(store.change_entities(None, [add(n)]) for n in range(60)))
+    stored = await store.get_entity(None, station(1)["id"])
+    assert stored is not None
+    assert {expand(f"reading{n}") for n in range(60)} <= set(stored["attrs"])
