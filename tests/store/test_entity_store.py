@@ -441,3 +441,22 @@ async def test_concurrent_changes_to_one_entity_lose_no_update(store: EntityStor
     stored = await store.get_entity(None, station(1)["id"])
     assert stored is not None
     assert {expand(f"reading{n}") for n in range(60)} <= set(stored["attrs"])
+
+
+@pytest.mark.parametrize(
+    "q_text", ["level>5", 'status!="ok"', "level==2..6", 'refGauge=="urn:ngsi-ld:Gauge:2"', "tags"]
+)
+async def test_sql_q_with_type_agrees_with_reference_evaluator(
+    store: EntityStore, q_text: str
+) -> None:
+    rng = random.Random(5)
+    entities = [_random_entity(rng, n) for n in range(120)]
+    for entity in entities[::7]:  # some entities have both types
+        entity["type"] = [expand("Sensor"), expand("Gauge")]
+    await store.change_entities(None, [create(e) for e in entities])
+    expr = parse_query_q(q_text, expand)
+    sensors = parse_type_query("Sensor", expand)
+    expected = [e["id"] for e in entities if expand("Sensor") in e["type"] and match_q(expr, e)]
+    page = await store.query_entities(None, EntityQuery(types=sensors, q=expr, limit=1000))
+    assert [e["id"] for e in page.entities] == expected
+    assert expected

@@ -181,7 +181,9 @@ def _except(kept: str, removed: str) -> str:
     return f"SELECT rid FROM ({kept}) EXCEPT SELECT rid FROM ({removed})"
 
 
-def _comparison_sql(term: Comparison, lookup: PathLookup, params: list[Any]) -> str:
+def _comparison_sql(
+    term: Comparison, lookup: PathLookup, params: list[Any], tids: list[int] | None
+) -> str:
     path = term.path
     if path.attr in ENTITY_MEMBERS and not path.subs and not path.keys:
         return f"SELECT rid FROM entities e WHERE {_entity_member_sql(term, params)}"
@@ -189,6 +191,8 @@ def _comparison_sql(term: Comparison, lookup: PathLookup, params: list[Any]) -> 
         path = AttrPath(path.attr, path.subs)
     pids = _Pids(path_text(path), lookup)
     values = "SELECT av.rid AS rid FROM attr_values av WHERE "
+    if tids is not None:  # the query's types: value rows are kept per entity type
+        values += f"av.tid IN ({','.join(map(str, tids))}) AND "
     if path.keys:
         present = f"{values}{_in(pids.any())}" if pids.any() else NONE
     elif pids.plain is None:
@@ -209,14 +213,17 @@ def _comparison_sql(term: Comparison, lookup: PathLookup, params: list[Any]) -> 
     return NONE if cond == "0" else f"{values}{cond}"
 
 
-def compile_q(expr: QExpr, lookup: PathLookup, params: list[Any]) -> str:
-    """The set of entity rids (a SELECT of ``rid``) matching a q expression."""
+def compile_q(
+    expr: QExpr, lookup: PathLookup, params: list[Any], tids: list[int] | None = None
+) -> str:
+    """The set of entity rids (a SELECT of ``rid``) matching a q expression; with ``tids``
+    (the interned types the query asks for) value lookups stay within those types."""
     if isinstance(expr, Comparison):
-        return _comparison_sql(expr, lookup, params)
+        return _comparison_sql(expr, lookup, params, tids)
     if isinstance(expr, And):
-        return _intersect([compile_q(t, lookup, params) for t in expr.terms])
+        return _intersect([compile_q(t, lookup, params, tids) for t in expr.terms])
     if isinstance(expr, Or):
-        return _union([compile_q(t, lookup, params) for t in expr.terms])
+        return _union([compile_q(t, lookup, params, tids) for t in expr.terms])
     raise TypeError(f"not a q expression: {expr!r}")
 
 
@@ -324,7 +331,9 @@ def compile_query(
             alternatives.append(_intersect(parts) if parts else ALL)
         sets.append(_union(alternatives))
     if query.q is not None:
-        sets.append(compile_q(query.q, lookup, set_params))
+        flat = _flat_type_names(query.types) if query.types is not None else None
+        tids = None if flat is None else [t for t in map(lookup, flat) if t is not None]
+        sets.append(compile_q(query.q, lookup, set_params, tids))
     if query.scope_q is not None:
         sets.append(compile_scope(query.scope_q, set_params))
     checks: list[str] = []

@@ -78,7 +78,7 @@ class IndexRows:
     types: set[str] = field(default_factory=set)
     scopes: set[str] = field(default_factory=set)
     presence: dict[tuple[str, str], int] = field(default_factory=dict)  # (path, kind) -> n
-    values: set[tuple[str, Any]] = field(default_factory=set)  # (typed path, value)
+    values: set[tuple[str, str, Any]] = field(default_factory=set)  # (typed path, type, value)
     shapes: list[tuple[str, str]] = field(default_factory=list)  # (attribute, geometry JSON)
 
 
@@ -91,7 +91,8 @@ def index_rows(entity: Entity, only: Iterable[str] | None = None) -> IndexRows:
             key = (path, kind or "Property")
             rows.presence[key] = rows.presence.get(key, 0) + 1
         else:
-            rows.values.add((typed_path(path, kind), val))
+            for entity_type in rows.types:
+                rows.values.add((typed_path(path, kind), entity_type, val))
     rows.shapes = [(iri, orjson.dumps(g).decode()) for iri, g in geo_values(entity)]
     return rows
 
@@ -100,6 +101,8 @@ def changed_rows(old: Entity, new: Entity) -> tuple[IndexRows, IndexRows]:
     """(rows to add, rows to remove) turning ``old`` into ``new``: only the attributes
     whose instances differ are re-indexed, so an update costs what it changes."""
     old_attrs, new_attrs = old["attrs"], new["attrs"]
+    if old["type"] != new["type"]:  # value rows carry the types: all of them change
+        return diff_rows(index_rows(old), index_rows(new))
     changed = [
         iri
         for iri in old_attrs.keys() | new_attrs.keys()
@@ -122,11 +125,17 @@ def _write_index(
             "DELETE FROM attr_presence WHERE pid = ? AND rid = ? AND kind = ?",
             _presence_keys(removed, pid),
         ),
-        ("DELETE FROM attr_values WHERE pid = ? AND val = ? AND rid = ?", _values(removed, pid)),
+        (
+            "DELETE FROM attr_values WHERE pid = ? AND tid = ? AND val = ? AND rid = ?",
+            _values(removed, pid),
+        ),
         ("INSERT INTO entity_types (type, rid) VALUES (?, ?)", _types(added)),
         ("INSERT OR IGNORE INTO entity_scopes (scope, rid) VALUES (?, ?)", _scopes(added)),
         ("INSERT INTO attr_presence (pid, rid, kind, n) VALUES (?,?,?,?)", _presence(added, pid)),
-        ("INSERT OR IGNORE INTO attr_values (pid, val, rid) VALUES (?,?,?)", _values(added, pid)),
+        (
+            "INSERT OR IGNORE INTO attr_values (pid, tid, val, rid) VALUES (?,?,?,?)",
+            _values(added, pid),
+        ),
     ):
         if rows:
             conn.executemany(sql, rows)
@@ -166,7 +175,11 @@ def _presence(items: list[tuple[int, IndexRows]], pid: Callable[[str], int]) -> 
 
 
 def _values(items: list[tuple[int, IndexRows]], pid: Callable[[str], int]) -> list[Any]:
-    return [(pid(path), val, rid) for rid, rows in items for path, val in rows.values]
+    return [
+        (pid(path), pid(entity_type), val, rid)
+        for rid, rows in items
+        for path, entity_type, val in rows.values
+    ]
 
 
 def diff_rows(old: IndexRows, new: IndexRows) -> tuple[IndexRows, IndexRows]:

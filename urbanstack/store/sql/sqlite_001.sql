@@ -33,12 +33,14 @@ CREATE TABLE IF NOT EXISTS attr_presence (
     n    INTEGER NOT NULL,             -- number of instances (datasetIds)
     PRIMARY KEY (pid, rid, kind)
 ) WITHOUT ROWID;
--- the attribute-value index used by q: one row per distinct leaf value per path
+-- the attribute-value index used by q: one row per distinct leaf value per path and per
+-- entity type (tid: the interned type IRI), so type + value queries are one index range
 CREATE TABLE IF NOT EXISTS attr_values (
     pid INTEGER NOT NULL,
+    tid INTEGER NOT NULL,
     val NOT NULL,
     rid INTEGER NOT NULL,
-    PRIMARY KEY (pid, val, rid)
+    PRIMARY KEY (pid, tid, val, rid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS geo (
     gid INTEGER PRIMARY KEY,
