@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from urbanstack.api import batch, contexts, discovery, entities, system
 from urbanstack.broker.contexts import ContextService, Fetcher, HttpContextFetcher
@@ -76,43 +76,48 @@ def _route(path: str, **handlers: Endpoint) -> Route:
     return Route(path, dispatch, methods=list(handlers))
 
 
-def ngsi_routes() -> list[Route]:
-    """Every NGSI-LD route, relative to /ngsi-ld/v1."""
+def ngsi_routes(prefix: str = "/ngsi-ld/v1") -> list[Route]:
+    """Every NGSI-LD route, under ``prefix`` (flat routes: one matching step per request)."""
     ops = "/entityOperations/"
-    return [
-        _route("/entities", GET=entities.query_entities, POST=entities.create_entity),
-        _route(
+
+    def route(path: str, **handlers: Endpoint) -> Route:
+        return _route(prefix + path, **handlers)
+
+    routes = [
+        route("/entities", GET=entities.query_entities, POST=entities.create_entity),
+        route(
             "/entities/{entityId}",
             GET=entities.retrieve_entity,
             DELETE=entities.delete_entity,
             PUT=entities.replace_entity,
             PATCH=entities.merge_entity,
         ),
-        _route(
+        route(
             "/entities/{entityId}/attrs", POST=entities.append_attrs, PATCH=entities.update_attrs
         ),
-        _route(
+        route(
             "/entities/{entityId}/attrs/{attrId}",
             PATCH=entities.update_attr,
             DELETE=entities.delete_attr,
         ),
-        _route(ops + "create", POST=batch.batch_create),
-        _route(ops + "upsert", POST=batch.batch_upsert),
-        _route(ops + "update", POST=batch.batch_update),
-        _route(ops + "delete", POST=batch.batch_delete),
-        _route(ops + "merge", POST=batch.batch_merge),
-        _route(ops + "query", POST=batch.batch_query),
-        _route("/types", GET=discovery.list_types),
-        _route("/types/{type:path}", GET=discovery.retrieve_type),
-        _route("/attributes", GET=discovery.list_attributes),
-        _route("/attributes/{attrId:path}", GET=discovery.retrieve_attribute),
-        _route("/jsonldContexts", GET=contexts.list_contexts, POST=contexts.add_context),
-        _route(
+        route(ops + "create", POST=batch.batch_create),
+        route(ops + "upsert", POST=batch.batch_upsert),
+        route(ops + "update", POST=batch.batch_update),
+        route(ops + "delete", POST=batch.batch_delete),
+        route(ops + "merge", POST=batch.batch_merge),
+        route(ops + "query", POST=batch.batch_query),
+        route("/types", GET=discovery.list_types),
+        route("/types/{type:path}", GET=discovery.retrieve_type),
+        route("/attributes", GET=discovery.list_attributes),
+        route("/attributes/{attrId:path}", GET=discovery.retrieve_attribute),
+        route("/jsonldContexts", GET=contexts.list_contexts, POST=contexts.add_context),
+        route(
             "/jsonldContexts/{contextId}",
             GET=contexts.serve_context,
             DELETE=contexts.delete_context,
         ),
     ]
+    return routes
 
 
 def create_app(
@@ -152,7 +157,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Mount("/ngsi-ld/v1", routes=ngsi_routes()),
+            *ngsi_routes(),
             _route("/health", GET=system.health),
             _route("/version", GET=system.version),
         ],
