@@ -644,3 +644,20 @@ def test_batch_query_with_an_invalid_q_answers_400(client: TestClient) -> None:
 
     assert response.status_code == 400
     assert response.json()["type"] == ERRORS + "BadRequestData"
+
+
+def test_batch_errors_are_listed_in_request_order(client: TestClient) -> None:
+    def station(n: str) -> dict[str, object]:
+        return {"id": f"urn:ngsi-ld:AirQualityObserved:{n}", "type": "AirQualityObserved"}
+
+    assert client.post("/ngsi-ld/v1/entities", json=station("taken")).status_code == 201
+    body = [station("a"), {"id": "not a uri", "type": "X"}, station("taken"), {"type": "X"}]
+    response = client.post("/ngsi-ld/v1/entityOperations/create", json=body)
+    assert response.status_code == 207
+    errors = response.json()["errors"]
+    assert [e["entityId"] for e in errors] == [
+        "not a uri",
+        "urn:ngsi-ld:AirQualityObserved:taken",
+        None,
+    ]
+    assert [e["error"]["status"] for e in errors] == [400, 409, 400]

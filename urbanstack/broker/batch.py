@@ -69,24 +69,29 @@ async def _run(
         await require_tenant(broker, caller)
     result = BatchResult()
     changes: list[EntityChange] = []
-    for item in items:
+    refused: dict[int, tuple[str | None, NgsiLdError]] = {}  # position -> error, in request order
+    positions: list[int] = []
+    for position, item in enumerate(items):
         try:
             changes.append(make_change(item))
+            positions.append(position)
         except NgsiLdError as err:
-            result.errors.append((_raw_id(item), err))
+            refused[position] = (_raw_id(item), err)
     if changes:
-        for outcome in await broker.store.change_entities(caller.tenant, changes):
+        outcomes = await broker.store.change_entities(caller.tenant, changes)
+        for position, outcome in zip(positions, outcomes, strict=True):
             if outcome.error is not None:
-                result.errors.append((outcome.entity_id, outcome.error))
+                refused[position] = (outcome.entity_id, outcome.error)
             elif isinstance(outcome.result, UpdateResult) and outcome.result.not_updated:
                 compact = terms.compact if terms is not None else str
                 names = ", ".join(sorted({compact(i) for i, _ in outcome.result.not_updated}))
                 error = BadRequestData(f"Attributes not overwritten (noOverwrite): {names}")
-                result.errors.append((outcome.entity_id, error))
+                refused[position] = (outcome.entity_id, error)
             else:
                 result.success.append(outcome.entity_id)
                 if outcome.old is None and outcome.new is not None:
                     result.created.append(outcome.entity_id)
+    result.errors = [refused[p] for p in sorted(refused)]
     return result
 
 
