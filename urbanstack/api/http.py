@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -128,10 +129,13 @@ async def request_terms(request: Request, body: Any = None, *, has_body: bool = 
     return await broker_of(request).contexts.term_map(context)
 
 
+_PLAIN_ACCEPT = frozenset({"*/*", JSON, "application/*"})
+
+
 def negotiate(request: Request, *, geo: bool = False) -> str:
     """The response media type from Accept: JSON (default), JSON-LD, or GeoJSON when allowed."""
     accept = request.headers.get("accept", "")
-    if not accept:
+    if not accept or accept in _PLAIN_ACCEPT:
         return JSON
     offered = [JSON, JSON_LD, *([GEO_JSON] if geo else [])]
     best: tuple[float, int, str] | None = None
@@ -168,10 +172,14 @@ def context_value(terms: TermMap) -> Any:
     return CORE_CONTEXT_URL
 
 
+@lru_cache(maxsize=256)
+def _link_to(url: str) -> str:
+    return f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
+
+
 def context_link(terms: TermMap) -> str:
     """A Link header value pointing at the request's context (or the core context)."""
-    url = terms.urls[0] if len(terms.urls) == 1 else CORE_CONTEXT_URL
-    return f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
+    return _link_to(terms.urls[0] if len(terms.urls) == 1 else CORE_CONTEXT_URL)
 
 
 def json_response(

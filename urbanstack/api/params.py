@@ -12,7 +12,12 @@ from urbanstack.ngsild.jsonld import TermMap
 from urbanstack.ngsild.model import validate_entity_id, validate_name
 from urbanstack.ngsild.q import parse_query_q
 from urbanstack.ngsild.query import EntityQuery, EntitySelector
-from urbanstack.ngsild.representation import LOCATION_IRI, RenderOptions, parse_options
+from urbanstack.ngsild.representation import (
+    DEFAULT_OPTIONS,
+    LOCATION_IRI,
+    RenderOptions,
+    parse_options,
+)
 from urbanstack.ngsild.scope import parse_scope_q
 from urbanstack.ngsild.typeq import parse_type_query
 from urbanstack.settings import Settings
@@ -159,6 +164,8 @@ def render_options(
     params: Mapping[str, str], terms: TermMap, *, extra_attrs: Any = None
 ) -> RenderOptions:
     """Representation parameters: options/format, attrs, pick/omit, lang, geometryProperty."""
+    if not params and extra_attrs is None:
+        return DEFAULT_OPTIONS
     fmt, flags = parse_options(params.get("options"), params.get("format"))
     unknown = flags - {"sysAttrs", "noOverwrite", "update", "replace"}
     if unknown:
