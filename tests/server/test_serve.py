@@ -79,6 +79,19 @@ class Server:
         return self.proc.stdout.read().decode() if self.proc.stdout else ""
 
 
+def count_after_restart(store_file: Path) -> int:
+    """Start a new server on the same store and count its WaterObserved entities."""
+    again = Server(store_file)
+    try:
+        reply = httpx.get(
+            again.url + "/ngsi-ld/v1/entities",
+            params={"type": "WaterObserved", "count": "true", "limit": "0"},
+        )
+        return int(reply.headers["NGSILD-Results-Count"])
+    finally:
+        again.stop(signal.SIGKILL)
+
+
 @pytest.fixture
 def store_file(tmp_path: Path) -> Path:
     return tmp_path / "city.db"
@@ -131,33 +144,15 @@ def test_sigterm_lets_in_flight_request_finish(server: Server, store_file: Path)
     server.stop(signal.SIGTERM)
     sender.join(60)
     assert answers == [201]
-    again = Server(store_file)
-    try:
-        reply = httpx.get(
-            again.url + "/ngsi-ld/v1/entities",
-            params={"type": "WaterObserved", "count": "true", "limit": "0"},
-        )
-        assert reply.headers["NGSILD-Results-Count"] == "10000"
-    finally:
-        again.stop(signal.SIGKILL)
+    assert count_after_restart(store_file) == 10000
 
 
 def test_acknowledged_writes_survive_kill_9(server: Server, store_file: Path) -> None:
-    ids = []
     for n in range(50):
         entity = {**ENTITY, "id": f"urn:ngsi-ld:WaterObserved:g{n}"}
         assert httpx.post(server.url + "/ngsi-ld/v1/entities", json=entity).status_code == 201
-        ids.append(entity["id"])
     server.stop(signal.SIGKILL)
-    again = Server(store_file)
-    try:
-        reply = httpx.get(
-            again.url + "/ngsi-ld/v1/entities",
-            params={"type": "WaterObserved", "count": "true", "limit": "0"},
-        )
-        assert reply.headers["NGSILD-Results-Count"] == "50"
-    finally:
-        again.stop(signal.SIGKILL)
+    assert count_after_restart(store_file) == 50
 
 
 def test_version_flag_prints_version() -> None:
