@@ -247,6 +247,8 @@ Q_CASES = [
     'label=="Cầu"',
     "label[vi]",
     "open==true",
+    "open==1",
+    "level==true",
     "open!=false",
     "createdAt>=2026-11-23T00:00:00Z",
     "modifiedAt<2026-01-01T00:00:00Z",

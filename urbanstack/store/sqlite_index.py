@@ -23,6 +23,7 @@ _TEXT_MEMBERS = ("unitCode", "datasetId")
 #: typed rows live under their own path (path + TYPED + kind) so lookups stay on one index
 REL = "rel"
 DT = "dt"
+BOOL = "bool"
 TYPED = "\x1d"
 
 
@@ -57,6 +58,8 @@ def _leaves(path: str, value: Any, depth: int, out: list[ValueRow], kind: str | 
     elif isinstance(value, list):
         for item in value:
             _leaves(path, item, depth, out, kind)
+    elif isinstance(value, bool) and kind is None:
+        out.append((path, int(value), BOOL))  # its own path: true is not the number 1
     elif value is not None:
         out.append((path, sql_value(value), kind))
         if isinstance(value, str) and kind is None:

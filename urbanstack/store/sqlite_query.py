@@ -31,7 +31,7 @@ from urbanstack.ngsild.scope import (
     scope_pattern_regex,
 )
 from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeName, TypeOr
-from urbanstack.store.sqlite_index import DT, KEY, REL, SUB, sql_value, typed_path
+from urbanstack.store.sqlite_index import BOOL, DT, KEY, REL, SUB, sql_value, typed_path
 
 PathLookup = Callable[[str], int | None]  # path -> pid (None when never stored)
 
@@ -75,10 +75,13 @@ class _Pids:
         self.plain = lookup(path)
         self.rel = lookup(typed_path(path, REL))
         self.dt = lookup(typed_path(path, DT))
+        self.bool = lookup(typed_path(path, BOOL))
 
     def for_literal(self, value: Any, *, ordering: bool) -> list[int]:
         if isinstance(value, DateTimeValue):
             found = [self.dt]
+        elif isinstance(value, bool):
+            found = [self.bool]
         elif isinstance(value, str) and not ordering:
             found = [self.plain, self.rel]
         else:
@@ -86,7 +89,7 @@ class _Pids:
         return [p for p in found if p is not None]
 
     def any(self) -> list[int]:
-        return [p for p in (self.plain, self.rel, self.dt) if p is not None]
+        return [p for p in (self.plain, self.rel, self.dt, self.bool) if p is not None]
 
 
 def _in(pids: list[int]) -> str:

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS entity_scopes (
     PRIMARY KEY (scope, rid)
 ) WITHOUT ROWID;
 -- interned attribute paths: attr IRI, then \x1f sub-attribute IRI, then \x1e compound key,
--- and for typed leaf values a \x1d suffix: "rel" (relationship objects), "dt" (datetimes)
+-- and for typed leaf values a \x1d suffix: "rel" (relationship objects), "dt" (datetimes),
+-- "bool" (booleans, stored as 0/1)
 CREATE TABLE IF NOT EXISTS paths (
     pid  INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE
