@@ -93,7 +93,7 @@ def create_change(entity: Entity) -> EntityChange:
             raise AlreadyExists(f"Entity {entity['id']!r} already exists")
         return Write(entity, entity["id"])
 
-    return EntityChange(entity["id"], apply)
+    return EntityChange(entity["id"], apply, expected=entity)
 
 
 async def create_entity(broker: Broker, caller: Caller, body: Any, terms: TermMap) -> str:

@@ -66,6 +66,9 @@ class EntityChange:
 
     entity_id: str
     apply: Callable[[Entity | None], Outcome]
+    #: the entity ``apply`` will write if the id is free (creates): a store may prepare its
+    #: rows ahead of the write transaction; a pure optimisation, never required
+    expected: Entity | None = None
 
 
 @dataclass

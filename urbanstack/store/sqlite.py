@@ -37,11 +37,12 @@ from urbanstack.store.base import (
     StoreInfo,
 )
 from urbanstack.store.sqlite_query import compile_query
-from urbanstack.store.sqlite_write import apply_changes
+from urbanstack.store.sqlite_write import apply_changes, prepare_new
 
 LOGGER = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MAX_GROUP = 512
+PREPARE_MAX = 8  # larger batches are prepared by the writer, not on the event loop
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 T = TypeVar("T")
 
@@ -373,6 +374,15 @@ class SQLiteStore(EntityStore):
         self, tenant: str | None, changes: Sequence[EntityChange]
     ) -> list[ChangeResult]:
         tenant = validate_tenant(tenant)
+        prepared = None
+        if len(changes) <= PREPARE_MAX:
+            # rows of expected new entities are built here, while the writer may be waiting
+            # on a commit, instead of inside the write transaction
+            prepared = {
+                id(c.expected): prepare_new(c.expected, self.view_renderer)
+                for c in changes
+                if c.expected is not None
+            }
 
         def run(conn: sqlite3.Connection) -> list[ChangeResult]:
             return apply_changes(
@@ -380,6 +390,7 @@ class SQLiteStore(EntityStore):
                 changes,
                 lambda path: self._pid_for_write(conn, tenant, path),
                 self.view_renderer,
+                prepared,
             )
 
         return await self._write(tenant, run)

@@ -207,11 +207,20 @@ def diff_rows(old: IndexRows, new: IndexRows) -> tuple[IndexRows, IndexRows]:
     return added, removed
 
 
+Prepared = tuple[bytes, bytes | None, "IndexRows"]  # document, view, index rows
+
+
+def prepare_new(entity: Entity, view: ViewRenderer | None) -> Prepared:
+    """What writing ``entity`` as a new entity needs, computed ahead of the transaction."""
+    return orjson.dumps(entity), view(entity) if view is not None else None, index_rows(entity)
+
+
 def apply_changes(
     conn: sqlite3.Connection,
     changes: Sequence[EntityChange],
     pid: Callable[[str], int],
     view: ViewRenderer | None = None,
+    prepared: dict[int, Prepared] | None = None,
 ) -> list[ChangeResult]:
     """Run ``changes`` in order and persist the outcome; see the module docstring."""
     stored = load_current(conn, list({c.entity_id: None for c in changes}))
@@ -243,7 +252,7 @@ def apply_changes(
             results.append(ChangeResult(entity_id, outcome.result, old=old, new=old))
         else:
             raise TypeError(f"apply returned {outcome!r}")
-    _persist(conn, stored, latest, pid, view)
+    _persist(conn, stored, latest, pid, view, prepared or {})
     return results
 
 
@@ -253,6 +262,7 @@ def _persist(
     latest: dict[str, Any],
     pid: Callable[[str], int],
     view: ViewRenderer | None,
+    prepared: dict[int, Prepared],
 ) -> None:
     added: list[tuple[int, IndexRows]] = []
     removed: list[tuple[int, IndexRows]] = []
@@ -266,8 +276,13 @@ def _persist(
     for entity_id, entity in latest.items():
         if entity is _DELETED:
             continue
-        doc = orjson.dumps(entity)
-        rendered = view(entity) if view is not None else None
+        ready = prepared.get(id(entity)) if entity_id not in stored else None
+        if ready is not None:
+            doc, rendered, rows = ready
+        else:
+            doc = orjson.dumps(entity)
+            rendered = view(entity) if view is not None else None
+            rows = None
         if entity_id in stored:
             rid, old_doc = stored[entity_id]
             updates.append((entity["modifiedAt"], doc, rendered, rid))
@@ -280,7 +295,7 @@ def _persist(
                 "INSERT INTO entities (id, created_at, modified_at, doc, view) VALUES (?,?,?,?,?)",
                 (entity_id, entity["createdAt"], entity["modifiedAt"], doc, rendered),
             ).lastrowid
-            added.append((rid, index_rows(entity)))  # type: ignore[arg-type]
+            added.append((rid, rows or index_rows(entity)))  # type: ignore[arg-type]
     if updates:
         conn.executemany(
             "UPDATE entities SET modified_at = ?, doc = ?, view = ? WHERE rid = ?", updates
