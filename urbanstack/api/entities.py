@@ -29,6 +29,7 @@ from urbanstack.broker.entities import UpdateResult
 from urbanstack.ngsild.jsonld import TermMap, core_term_map
 from urbanstack.ngsild.representation import (
     DEFAULT_OPTIONS,
+    RenderOptions,
     render_entity,
     render_feature,
     render_feature_collection,
@@ -59,6 +60,11 @@ def update_result_response(result: UpdateResult, terms: TermMap) -> Response:
     return json_response(body, status=207)
 
 
+def _default_view_wanted(accept: str, terms: TermMap, opts: RenderOptions) -> bool:
+    """True when the answer is exactly the store's default view (JSON, core context, normalized)."""
+    return accept == JSON and terms is core_term_map() and opts == DEFAULT_OPTIONS
+
+
 async def create_entity(request: Request) -> Response:
     body, terms = await _body_and_terms(request)
     entity_id = await uc.create_entity(broker_of(request), caller_of(request), body, terms)
@@ -73,8 +79,9 @@ async def query_entities(request: Request) -> Response:
     query = entity_query_from_params(params, terms, broker.settings)
     opts = render_options(params, terms)
     # one row more than the page tells whether a next page exists
-    fast = accept == JSON and terms is core_term_map() and opts == DEFAULT_OPTIONS
-    page = await uc.query_entities(broker, caller_of(request), query, views=fast)
+    page = await uc.query_entities(
+        broker, caller_of(request), query, views=_default_view_wanted(accept, terms, opts)
+    )
     entities = page.entities
     headers: dict[str, str] = {}
     if page.total is not None:
@@ -111,7 +118,7 @@ async def retrieve_entity(request: Request) -> Response:
     terms = await request_terms(request)
     opts = render_options(request.query_params, terms)
     entity_id = request.path_params["entityId"]
-    if accept == JSON and terms is core_term_map() and opts == DEFAULT_OPTIONS:
+    if _default_view_wanted(accept, terms, opts):
         view = await uc.retrieve_entity_view(broker, caller_of(request), entity_id)
         return raw_json_response(view, terms=terms)
     entity = await uc.retrieve_entity(broker, caller_of(request), entity_id)

@@ -26,6 +26,7 @@ from urbanstack.ngsild.errors import (
     ResourceNotFound,
 )
 from urbanstack.ngsild.jsonld import (
+    CORE_CONTEXT_URL,
     JsonLdContext,
     TermMap,
     build_term_map,
@@ -40,6 +41,7 @@ from urbanstack.store.base import ContextRecord, EntityStore
 
 LOGGER = logging.getLogger(__name__)
 HOSTED_PATH = "/ngsi-ld/v1/jsonldContexts/"
+CORE_INFO = {"URL": CORE_CONTEXT_URL, "localId": "core", "kind": "Cached"}
 Fetcher = Callable[[str], Awaitable[Any]]
 
 
@@ -261,22 +263,19 @@ async def list_contexts(service: ContextService, *, details: bool, kind: str | N
     if kind is not None and kind not in ("Hosted", "Cached", "ImplicitlyCreated"):
         raise BadRequestData("kind must be Hosted, Cached or ImplicitlyCreated")
     records = [r for r in await service.store.list_contexts() if kind in (None, r.kind)]
-    core = {"URL": CORE_URL, "localId": "core", "kind": "Cached"}
+    core = dict(CORE_INFO)
     if details:
         out: list[Any] = [core] if kind in (None, "Cached") else []
         return out + [context_info(r) for r in records]
-    urls = [CORE_URL] if kind in (None, "Cached") else []
+    urls = [CORE_CONTEXT_URL] if kind in (None, "Cached") else []
     return urls + [r.url for r in records]
-
-
-CORE_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
 
 
 async def get_context(service: ContextService, context_id: str, *, details: bool) -> Any:
     """GET /jsonldContexts/{id}: the document (or its details)."""
     if context_id == "core":
         doc = core_context_document()
-        return {"URL": CORE_URL, "localId": "core", "kind": "Cached"} if details else doc
+        return dict(CORE_INFO) if details else doc
     record = await service.store.get_context(context_id)
     if record is None:
         raise ResourceNotFound(f"No @context with id {context_id!r}")

@@ -19,7 +19,6 @@ from urbanstack.ngsild.errors import InternalError, NgsiLdError
 from urbanstack.ngsild.model import Entity
 from urbanstack.ngsild.query import EntityQuery, QueryResult
 
-DEFAULT_TENANT: str | None = None
 ViewRenderer = Callable[[Entity], bytes]
 
 

@@ -38,7 +38,8 @@ PathLookup = Callable[[str], int | None]  # path -> pid (None when never stored)
 
 @dataclass
 class CompiledQuery:
-    """SQL text and parameters; ``geo_slot`` names the predicate the UDFs must use."""
+    """WHERE clauses and joins (each with its parameters, in text order) selecting a query's
+    entities; ``near`` orders by distance, ``impossible`` means nothing can match."""
 
     where: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)

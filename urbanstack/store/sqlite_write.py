@@ -225,6 +225,7 @@ def apply_changes(
     """Run ``changes`` in order and persist the outcome; see the module docstring."""
     stored = load_current(conn, list({c.entity_id: None for c in changes}))
     latest: dict[str, Any] = {}  # id -> entity dict, or _DELETED, after the changes so far
+    originals: dict[str, Entity] = {}  # id -> the stored entity, decoded once
     results: list[ChangeResult] = []
     for change in changes:
         entity_id = change.entity_id
@@ -237,6 +238,8 @@ def apply_changes(
         # two decoded copies: apply may mutate ``current``, ``old`` is reported as it was
         old = None if raw is None else orjson.loads(raw)
         current = None if raw is None else orjson.loads(raw)
+        if old is not None and entity_id not in latest:
+            originals.setdefault(entity_id, old)
         try:
             outcome = change.apply(current)
         except NgsiLdError as err:
@@ -252,13 +255,14 @@ def apply_changes(
             results.append(ChangeResult(entity_id, outcome.result, old=old, new=old))
         else:
             raise TypeError(f"apply returned {outcome!r}")
-    _persist(conn, stored, latest, pid, view, prepared or {})
+    _persist(conn, stored, originals, latest, pid, view, prepared or {})
     return results
 
 
 def _persist(
     conn: sqlite3.Connection,
     stored: dict[str, tuple[int, bytes]],
+    originals: dict[str, Entity],
     latest: dict[str, Any],
     pid: Callable[[str], int],
     view: ViewRenderer | None,
@@ -268,8 +272,7 @@ def _persist(
     removed: list[tuple[int, IndexRows]] = []
     deleted = [i for i, e in latest.items() if e is _DELETED and i in stored]
     for entity_id in deleted:
-        rid, old_doc = stored[entity_id]
-        removed.append((rid, index_rows(orjson.loads(old_doc))))
+        removed.append((stored[entity_id][0], index_rows(originals[entity_id])))
     if deleted:
         conn.executemany("DELETE FROM entities WHERE rid = ?", [(stored[i][0],) for i in deleted])
     updates = []
@@ -284,10 +287,10 @@ def _persist(
             rendered = view(entity) if view is not None else None
             rows = None
         if entity_id in stored:
-            rid, old_doc = stored[entity_id]
+            rid = stored[entity_id][0]
             updates.append((entity["modifiedAt"], doc, rendered, rid))
             # only the rows that differ: an attribute update touches a few rows, not all
-            plus, minus = changed_rows(orjson.loads(old_doc), entity)
+            plus, minus = changed_rows(originals[entity_id], entity)
             added.append((rid, plus))
             removed.append((rid, minus))
         else:
