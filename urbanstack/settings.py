@@ -28,6 +28,15 @@ class Settings:
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma (FULL or NORMAL)")
     sqlite_read_workers: int = _setting(2, "Threads serving SQLite queries")
     base_url: str = _setting("", "Public base URL used in Location headers for hosted contexts")
+    history_on_delete: str = _setting(
+        "keep", "What deleting an entity does to its history: keep or drop"
+    )
+    history_retention_days: int = _setting(
+        0, "Days of history kept (instances filed earlier are pruned hourly); 0 keeps all"
+    )
+    temporal_instance_limit: int = _setting(
+        1000, "Most instances per attribute in one temporal answer (then 206 + Content-Range)"
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -54,6 +63,12 @@ class Settings:
             raise ValueError("sqlite_synchronous must be FULL, NORMAL or EXTRA")
         if not 1 <= self.default_limit <= self.max_limit:
             raise ValueError("default_limit must be between 1 and max_limit")
+        if self.history_on_delete not in ("keep", "drop"):
+            raise ValueError("history_on_delete must be keep or drop")
+        if self.history_retention_days < 0:
+            raise ValueError("history_retention_days must be 0 (keep all) or more")
+        if self.temporal_instance_limit < 1:
+            raise ValueError("temporal_instance_limit must be at least 1")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise ValueError("log_level must be debug, info, warning, error or critical")
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from urbanstack.api import batch, contexts, discovery, entities, system
+from urbanstack.api import batch, contexts, discovery, entities, system, temporal
 from urbanstack.broker.contexts import ContextService, Fetcher, HttpContextFetcher
 from urbanstack.broker.entities import Broker
 from urbanstack.ngsild.errors import (
@@ -106,6 +106,23 @@ def ngsi_routes(prefix: str = "/ngsi-ld/v1") -> list[Route]:
         route(ops + "delete", POST=batch.batch_delete),
         route(ops + "merge", POST=batch.batch_merge),
         route(ops + "query", POST=batch.batch_query),
+        route("/temporal/entities", GET=temporal.query_temporal, POST=temporal.create_temporal),
+        route(
+            "/temporal/entities/{entityId}",
+            GET=temporal.retrieve_temporal,
+            DELETE=temporal.delete_temporal_entity,
+        ),
+        route("/temporal/entities/{entityId}/attrs", POST=temporal.append_temporal_attrs),
+        route(
+            "/temporal/entities/{entityId}/attrs/{attrId}",
+            DELETE=temporal.delete_temporal_attribute,
+        ),
+        route(
+            "/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}",
+            PATCH=temporal.update_temporal_instance,
+            DELETE=temporal.delete_temporal_instance,
+        ),
+        route("/temporal/entityOperations/query", POST=temporal.query_temporal_post),
         route("/types", GET=discovery.list_types),
         route("/types/{type:path}", GET=discovery.retrieve_type),
         route("/attributes", GET=discovery.list_attributes),

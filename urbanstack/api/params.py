@@ -19,6 +19,14 @@ from urbanstack.ngsild.representation import (
     parse_options,
 )
 from urbanstack.ngsild.scope import parse_scope_q
+from urbanstack.ngsild.temporal import (
+    TemporalQuery,
+    parse_aggregation,
+    parse_last_n,
+    parse_time_filter,
+    parse_timeproperty,
+)
+from urbanstack.ngsild.temporal_render import TemporalFormat
 from urbanstack.ngsild.typeq import parse_type_query
 from urbanstack.settings import Settings
 
@@ -184,4 +192,52 @@ def render_options(
         omit=omit,
         lang=params.get("lang"),
         geometry_property=terms.expand(validate_name(geometry)) if geometry else LOCATION_IRI,
+    )
+
+
+def temporal_format(params: Mapping[str, str]) -> tuple[TemporalFormat, bool]:
+    """The temporal representation asked by ``options``/``format``, and ``sysAttrs``."""
+    flags = {o.strip() for o in (params.get("options") or "").split(",") if o.strip()}
+    unknown = flags - {"temporalValues", "aggregatedValues", "sysAttrs", "normalized"}
+    if unknown:
+        raise BadRequestData(f"Unknown options for a temporal query: {', '.join(sorted(unknown))}")
+    chosen = [f for f in ("temporalValues", "aggregatedValues") if f in flags]
+    fmt = params.get("format")
+    if fmt is not None:
+        if fmt not in ("normalized", "temporalValues", "aggregatedValues", "simplified"):
+            raise BadRequestData(f"Unknown temporal format {fmt!r}")
+        chosen.append("temporalValues" if fmt == "simplified" else fmt)
+    if len(set(chosen)) > 1:
+        raise BadRequestData(f"options names conflicting formats: {', '.join(chosen)}")
+    return (chosen[0] if chosen else "normalized"), "sysAttrs" in flags  # type: ignore[return-value]
+
+
+def temporal_query_from_params(
+    params: Mapping[str, Any],
+    terms: TermMap,
+    settings: Settings,
+    fmt: TemporalFormat,
+    *,
+    required: bool,
+    sys_attrs: bool = False,
+) -> TemporalQuery:
+    """The temporal part of a request (``timerel``, ``timeAt``, ``endTimeAt``,
+    ``timeproperty``, ``lastN``, ``attrs``, ``aggrMethods``, ``aggrPeriodDuration``)."""
+    return TemporalQuery(
+        time=parse_time_filter(
+            params.get("timerel"),
+            params.get("timeAt"),
+            params.get("endTimeAt"),
+            required=required,
+        ),
+        timeproperty=parse_timeproperty(params.get("timeproperty")),
+        last_n=parse_last_n(params.get("lastN")),
+        attrs=_attr_set(params.get("attrs"), terms, "attrs"),
+        aggregation=parse_aggregation(
+            params.get("aggrMethods"),
+            params.get("aggrPeriodDuration"),
+            wanted=fmt == "aggregatedValues",
+        ),
+        instance_limit=settings.temporal_instance_limit,
+        sys_attrs=sys_attrs,
     )

@@ -71,6 +71,11 @@ def select_language(language_map: dict[str, Any], lang: str) -> tuple[str, Any] 
     return None
 
 
+def compact_value(inst: Instance, terms: TermMap) -> Any:
+    """An instance's value member with IRIs (vocab terms) compacted."""
+    return _compact_value(inst, terms)
+
+
 def _compact_value(inst: Instance, terms: TermMap) -> Any:
     attr_type = inst.get("type")
     value = inst.get(VALUE_MEMBER.get(attr_type, "value"))
@@ -83,7 +88,8 @@ def _compact_value(inst: Instance, terms: TermMap) -> Any:
     return value
 
 
-def _render_instance(inst: Instance, terms: TermMap, opts: RenderOptions, concise: bool) -> Any:
+def render_instance(inst: Instance, terms: TermMap, opts: RenderOptions, concise: bool) -> Any:
+    """One stored-form attribute instance, normalized (or concise), compacted with ``terms``."""
     attr_type = inst["type"]
     member = VALUE_MEMBER[attr_type]
     value = _compact_value(inst, terms)
@@ -111,7 +117,7 @@ def _render_instance(inst: Instance, terms: TermMap, opts: RenderOptions, concis
             if key in inst:
                 out[key] = _public_time(inst[key])
     for sub_iri, sub in inst.get("subs", {}).items():
-        out[terms.compact(sub_iri)] = _render_instance(sub, terms, opts, concise)
+        out[terms.compact(sub_iri)] = render_instance(sub, terms, opts, concise)
     if concise and len(out) == 1:
         if member == "value" and attr_type in ("Property", "GeoProperty"):
             if attr_type == "GeoProperty" or not isinstance(value, dict):
@@ -175,7 +181,7 @@ def render_entity(entity: Entity, terms: TermMap, opts: RenderOptions) -> dict[s
             default = next((i for i in instances if "datasetId" not in i), instances[0])
             out[name] = _key_value(default, terms, opts)
             continue
-        rendered = [_render_instance(inst, terms, opts, concise) for inst in instances]
+        rendered = [render_instance(inst, terms, opts, concise) for inst in instances]
         out[name] = rendered[0] if len(rendered) == 1 else rendered
     return out
 

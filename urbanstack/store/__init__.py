@@ -39,9 +39,9 @@ def store_scheme(url: str) -> str:
 
 def store_from_settings(settings: Settings) -> EntityStore:
     """The configured store, with the backend's own settings applied."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"keep_history_on_delete": settings.history_on_delete == "keep"}
     if store_scheme(settings.store) == "sqlite":
-        options = {
+        options |= {
             "synchronous": settings.sqlite_synchronous.upper(),
             "read_workers": settings.sqlite_read_workers,
         }

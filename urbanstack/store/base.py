@@ -11,13 +11,15 @@ them into :class:`StoreError` (or an :class:`~urbanstack.ngsild.errors.NgsiLdErr
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from urbanstack.ngsild.errors import InternalError, NgsiLdError
+from urbanstack.ngsild.history import HistoryRow, TemporalEntity
 from urbanstack.ngsild.model import Entity
 from urbanstack.ngsild.query import EntityQuery, QueryResult
+from urbanstack.ngsild.temporal import TemporalQuery
 
 ViewRenderer = Callable[[Entity], bytes]
 
@@ -68,6 +70,11 @@ class EntityChange:
     #: the entity ``apply`` will write if the id is free (creates): a store may prepare its
     #: rows ahead of the write transaction; a pure optimisation, never required
     expected: Entity | None = None
+    #: history rows to record for this change instead of the instances it adds or changes
+    #: (temporal writes give the instances themselves); None: derived from (old, new)
+    history: list[HistoryRow] | None = None
+    #: forget the entity's history when this change deletes it (DELETE /temporal/entities)
+    drop_history: bool = False
 
 
 @dataclass
@@ -120,11 +127,24 @@ class StoreInfo:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TemporalPage:
+    """One page of entities' histories, with the total number of matching entities when asked."""
+
+    entities: list[TemporalEntity]
+    total: int | None = None
+
+
 class EntityStore(abc.ABC):
     """Abstract store of NGSI-LD entities, per tenant (``None`` is the default tenant).
 
     Tenants: a write to an unknown tenant creates it; a read of an unknown tenant
     raises :class:`~urbanstack.ngsild.errors.NonexistentTenant`.
+
+    History: every change committed by :meth:`change_entities` also appends, in the same
+    transaction, one history row per attribute instance it adds or changes
+    (:func:`urbanstack.ngsild.history.changed_instances`), or the change's own
+    ``history`` rows. Deleting an entity drops its history unless ``keep_history_on_delete``.
 
     Views: when :attr:`view_renderer` is set, the store keeps ``view_renderer(entity)``
     beside each entity it writes, in the same transaction, and hands those bytes back
@@ -133,6 +153,7 @@ class EntityStore(abc.ABC):
     """
 
     view_renderer: ViewRenderer | None = None
+    keep_history_on_delete: bool = True
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -212,3 +233,59 @@ class EntityStore(abc.ABC):
     @abc.abstractmethod
     async def touch_context(self, context_id: str, when: str) -> None:
         """Record one more use of a context (its hit count and last use)."""
+
+    # --- history (the temporal API)
+
+    @abc.abstractmethod
+    async def tenants(self) -> list[str | None]:
+        """Every existing tenant (``None`` first), for maintenance such as retention."""
+
+    @abc.abstractmethod
+    async def get_history(
+        self, tenant: str | None, entity_id: str, query: TemporalQuery
+    ) -> TemporalEntity | None:
+        """One entity's history filtered and shaped by ``query`` (instances oldest first,
+        at most ``query.instance_limit`` per attribute, or aggregates computed by the
+        backend); None when the entity has no history. Raises NonexistentTenant."""
+
+    @abc.abstractmethod
+    async def query_history(
+        self, tenant: str | None, query: EntityQuery, temporal: TemporalQuery
+    ) -> TemporalPage:
+        """Histories of the entities ``query`` selects (on their current state, paged by
+        ``query.limit``/``offset`` in creation order), each as in :meth:`get_history`."""
+
+    @abc.abstractmethod
+    async def update_instance(
+        self, tenant: str | None, entity_id: str, attr: str, instance: int, row: HistoryRow
+    ) -> bool:
+        """Replace one stored instance (by instance number) keeping its number and creation
+        time; False when there is no such instance of that attribute."""
+
+    @abc.abstractmethod
+    async def delete_instance(
+        self, tenant: str | None, entity_id: str, attr: str, instance: int
+    ) -> bool:
+        """Delete one stored instance; False when there is no such instance."""
+
+    @abc.abstractmethod
+    async def delete_attribute_history(
+        self, tenant: str | None, entity_id: str, attr: str, dataset_id: str | None, every: bool
+    ) -> bool:
+        """Delete an attribute's history: the default instances (no datasetId), those of
+        ``dataset_id``, or all of them with ``every``; False when nothing matched."""
+
+    @abc.abstractmethod
+    async def delete_history(self, tenant: str | None, entity_id: str) -> bool:
+        """Delete an entity's whole history; False when it had none."""
+
+    @abc.abstractmethod
+    async def prune_history(self, tenant: str | None, before: int) -> int:
+        """Delete the instances filed before ``before`` (microseconds); rows deleted."""
+
+    @abc.abstractmethod
+    def export_history(
+        self, tenant: str | None, entity_type: str, batch_size: int = 5000
+    ) -> AsyncIterator[list[tuple[str, HistoryRow]]]:
+        """Every instance of the entities of ``entity_type`` as (entity id, row) batches,
+        by entity then attribute then time, without loading the history in memory."""

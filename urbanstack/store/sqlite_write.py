@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from urbanstack.ngsild.errors import NgsiLdError
+from urbanstack.ngsild.history import HistoryRow, changed_instances
 from urbanstack.ngsild.model import Entity
 from urbanstack.store.base import (
     ChangeResult,
@@ -27,6 +28,7 @@ from urbanstack.store.base import (
     ViewRenderer,
     Write,
 )
+from urbanstack.store.sqlite_history import delete_entity_history, ensure_entities, insert_rows
 from urbanstack.store.sqlite_index import geo_values, typed_path, value_rows
 
 CHUNK = 500
@@ -221,8 +223,10 @@ def apply_changes(
     pid: Callable[[str], int],
     view: ViewRenderer | None = None,
     prepared: dict[int, Prepared] | None = None,
+    keep_history_on_delete: bool = True,
 ) -> list[ChangeResult]:
-    """Run ``changes`` in order and persist the outcome; see the module docstring."""
+    """Run ``changes`` in order and persist the outcome and its history rows; see the
+    module docstring."""
     stored = load_current(conn, list({c.entity_id: None for c in changes}))
     latest: dict[str, Any] = {}  # id -> entity dict, or _DELETED, after the changes so far
     originals: dict[str, Entity] = {}  # id -> the stored entity, decoded once
@@ -256,7 +260,46 @@ def apply_changes(
         else:
             raise TypeError(f"apply returned {outcome!r}")
     _persist(conn, stored, originals, latest, pid, view, prepared or {})
+    _record_history(conn, pid, changes, results, keep_history_on_delete)
     return results
+
+
+def _record_history(
+    conn: sqlite3.Connection,
+    pid: Callable[[str], int],
+    changes: Sequence[EntityChange],
+    results: list[ChangeResult],
+    keep_on_delete: bool,
+) -> None:
+    """Append the history rows of the accepted changes, in order; a deletion under
+    ``keep_on_delete=False`` (or a change with ``drop_history``) first forgets the
+    entity's earlier history, including rows of earlier changes in this same list."""
+    pending: dict[str, list[HistoryRow]] = {}
+    types: dict[str, list[str]] = {}
+    dropped: set[str] = set()
+    for change, result in zip(changes, results, strict=True):
+        if result.error is not None:
+            continue
+        entity_id = change.entity_id
+        if change.drop_history or (result.new is None and not keep_on_delete):
+            if result.new is None and (result.old is not None or change.drop_history):
+                pending.pop(entity_id, None)
+                dropped.add(entity_id)
+        rows = (
+            change.history
+            if change.history is not None
+            else changed_instances(result.old, result.new)
+        )
+        if rows:
+            pending.setdefault(entity_id, []).extend(rows)
+            current = result.new or result.old
+            if current is not None:
+                types[entity_id] = current["type"]
+    if dropped:
+        delete_entity_history(conn, sorted(dropped))
+    if pending:
+        eids = ensure_entities(conn, {i: types.get(i, []) for i in pending})
+        insert_rows(conn, pid, [(eids[i], rows) for i, rows in pending.items()])
 
 
 def _persist(

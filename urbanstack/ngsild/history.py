@@ -1,0 +1,208 @@
+"""Attribute instances as history rows: which instances a change adds, and their columns.
+
+A history row keeps one attribute instance in typed columns (pure Python values a store
+maps onto its own column types):
+
+- ``vt``: how ``val`` holds the value: :data:`VT_NUMBER` (int or float),
+  :data:`VT_BOOL` (0 or 1), :data:`VT_TEXT` (a string, a relationship object, a vocab
+  IRI) or :data:`VT_JSON` (anything else, as JSON bytes);
+- ``extra``: the other members (unitCode, objectType, sub-attributes) as JSON bytes, or None.
+
+The time a row is filed under (``observed``) is the instance's ``observedAt`` when it has
+one and the modification time otherwise, so every instance has a place on the time line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from urbanstack.ngsild.model import VALUE_MEMBER, Entity, Instance
+from urbanstack.ngsild.temporal import to_micros
+
+VT_JSON = 0
+VT_NUMBER = 1
+VT_BOOL = 2
+VT_TEXT = 3
+INSTANCE_ID_PREFIX = "urn:ngsi-ld:attribute:instance:"
+_ROW_MEMBERS = frozenset({"type", "observedAt", "datasetId", "createdAt", "modifiedAt"})
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    """One attribute instance on an entity's time line (times in microseconds)."""
+
+    attr: str  # attribute IRI
+    kind: str  # attribute type: Property, Relationship, ...
+    vt: int
+    val: Any
+    extra: bytes | None
+    dataset_id: str | None
+    observed: int  # observedAt, or the modification time when there is none
+    has_observed: bool
+    created: int
+    modified: int
+    iid: int | None = None  # the store's instance number, once stored
+
+
+def encode_value(inst: Instance) -> tuple[int, Any]:
+    """(vt, val) of an instance's value member."""
+    value = inst.get(VALUE_MEMBER.get(inst["type"], "value"))
+    if isinstance(value, bool):
+        return VT_BOOL, int(value)
+    if isinstance(value, int | float):
+        return VT_NUMBER, value
+    if isinstance(value, str):
+        return VT_TEXT, value
+    return VT_JSON, orjson.dumps(value)
+
+
+def decode_value(vt: int, val: Any) -> Any:
+    """The value member back from (vt, val)."""
+    if vt == VT_BOOL:
+        return bool(val)
+    if vt == VT_JSON:
+        return orjson.loads(val)
+    return val
+
+
+def history_row(attr: str, inst: Instance, modified_at: str) -> HistoryRow:
+    """The history row of a stored-form instance written at ``modified_at``."""
+    vt, val = encode_value(inst)
+    member = VALUE_MEMBER.get(inst["type"], "value")
+    rest = {k: v for k, v in inst.items() if k != member and k not in _ROW_MEMBERS}
+    modified = to_micros(inst.get("modifiedAt", modified_at))
+    observed_at = inst.get("observedAt")
+    return HistoryRow(
+        attr=attr,
+        kind=inst["type"],
+        vt=vt,
+        val=val,
+        extra=orjson.dumps(rest) if rest else None,
+        dataset_id=inst.get("datasetId"),
+        observed=to_micros(observed_at) if observed_at else modified,
+        has_observed=observed_at is not None,
+        created=modified,
+        modified=modified,
+    )
+
+
+def row_instance(row: HistoryRow) -> Instance:
+    """The stored-form instance of a history row (times stay in microseconds under
+    ``observed``/``created``/``modified``; renderers format them)."""
+    member = VALUE_MEMBER.get(row.kind, "value")
+    inst: Instance = {"type": row.kind, member: decode_value(row.vt, row.val)}
+    if row.extra is not None:
+        inst.update(orjson.loads(row.extra))
+    if row.dataset_id is not None:
+        inst["datasetId"] = row.dataset_id
+    return inst
+
+
+def instance_id(iid: int) -> str:
+    """The public instanceId of a stored instance number."""
+    return f"{INSTANCE_ID_PREFIX}{iid}"
+
+
+def parse_instance_id(text: str) -> int | None:
+    """The instance number of a public instanceId, or None when it is not one of ours."""
+    if not text.startswith(INSTANCE_ID_PREFIX):
+        return None
+    tail = text[len(INSTANCE_ID_PREFIX) :]
+    return int(tail) if tail.isdigit() and len(tail) < 19 else None
+
+
+def changed_instances(old: Entity | None, new: Entity | None) -> list[HistoryRow]:
+    """History rows of the instances ``new`` adds or changes compared with ``old``.
+
+    An instance rewritten with the same value still counts (it has a new modification
+    time): a sensor repeating its reading is a reading.
+    """
+    if new is None:
+        return []
+    modified_at = new["modifiedAt"]
+    old_attrs = old["attrs"] if old is not None else {}
+    rows: list[HistoryRow] = []
+    for attr, instances in new["attrs"].items():
+        before = old_attrs.get(attr)
+        for inst in instances:
+            if before and _same_instance_in(before, inst):
+                continue
+            rows.append(history_row(attr, inst, modified_at))
+    return rows
+
+
+def _same_instance_in(instances: list[Instance], inst: Instance) -> bool:
+    dataset_id = inst.get("datasetId")
+    for candidate in instances:
+        if candidate.get("datasetId") == dataset_id:
+            return candidate == inst
+    return False
+
+
+@dataclass(slots=True)
+class AggregateBucket:
+    """One period of an aggregated attribute: [start, end) and a value per method."""
+
+    start: int
+    end: int
+    values: dict[str, Any]
+
+
+@dataclass(slots=True)
+class AttributeAggregate:
+    """The aggregated history of one attribute instance series (one datasetId)."""
+
+    attr: str
+    kind: str
+    dataset_id: str | None
+    buckets: list[AggregateBucket]
+
+
+@dataclass
+class TemporalEntity:
+    """An entity's history as a store returns it: rows per attribute (oldest first), or
+    aggregates; ``window`` is set when an instance limit cut the answer short (206)."""
+
+    id: str
+    types: list[str]
+    attrs: dict[str, list[HistoryRow]]
+    aggregates: dict[str, list[AttributeAggregate]] | None = None
+    window: tuple[int, int] | None = None
+
+
+def row_time(row: HistoryRow, timeproperty: str) -> int:
+    """The time of a row under ``timeproperty`` (observedAt, createdAt, modifiedAt)."""
+    if timeproperty == "createdAt":
+        return row.created
+    if timeproperty == "modifiedAt":
+        return row.modified
+    return row.observed
+
+
+def common_window(
+    entities: list[TemporalEntity], timeproperty: str, descending: bool
+) -> tuple[int, int] | None:
+    """Cut several entities' partial answers to the one window all of them cover
+    completely (the latest common start, or earliest common end), so a client that
+    continues from the window's edge neither misses nor repeats an instance."""
+    windows = [e.window for e in entities if e.window is not None]
+    if not windows:
+        return None
+    if descending:
+        window = (max(w[0] for w in windows), max(w[1] for w in windows))
+    else:
+        window = (min(w[0] for w in windows), min(w[1] for w in windows))
+    for entity in entities:
+        for attr, rows in list(entity.attrs.items()):
+            if descending:
+                kept = [r for r in rows if row_time(r, timeproperty) > window[0]]
+            else:
+                kept = [r for r in rows if row_time(r, timeproperty) < window[1]]
+            if kept:
+                entity.attrs[attr] = kept
+            else:
+                del entity.attrs[attr]
+    return window

@@ -1,0 +1,121 @@
+"""Rendering entity histories: normalized, temporalValues, aggregatedValues (4.5.6-4.5.19)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from urbanstack.ngsild.history import (
+    AttributeAggregate,
+    HistoryRow,
+    TemporalEntity,
+    instance_id,
+    row_instance,
+    row_time,
+)
+from urbanstack.ngsild.jsonld import TermMap
+from urbanstack.ngsild.representation import RenderOptions, compact_value, render_instance
+from urbanstack.ngsild.temporal import TemporalQuery, from_micros
+
+TemporalFormat = Literal["normalized", "temporalValues", "aggregatedValues"]
+#: the list member of the simplified representation, per attribute type (clause 4.5.9)
+VALUES_MEMBER = {
+    "Property": "values",
+    "GeoProperty": "values",
+    "Relationship": "objects",
+    "LanguageProperty": "languageMaps",
+    "VocabProperty": "vocabs",
+    "JsonProperty": "jsons",
+    "ListProperty": "valueLists",
+    "ListRelationship": "objectLists",
+}
+_WRAPPED = {"LanguageProperty": "languageMap", "VocabProperty": "vocab", "JsonProperty": "json"}
+
+
+def format_time(micros: int) -> str:
+    """A time with microseconds when they are not zero (page edges must be exact)."""
+    text = from_micros(micros)
+    if micros % 1000:
+        text = text[:-1] + f"{micros % 1000:03d}Z"
+    return text
+
+
+def _normalized(rows: list[HistoryRow], terms: TermMap, opts: RenderOptions) -> list[Any]:
+    out = []
+    for row in rows:
+        inst = row_instance(row)
+        if row.has_observed:
+            inst["observedAt"] = from_micros(row.observed)
+        if opts.sys_attrs:
+            inst["createdAt"] = from_micros(row.created)
+            inst["modifiedAt"] = from_micros(row.modified)
+        rendered = render_instance(inst, terms, opts, False)
+        rendered["instanceId"] = instance_id(row.iid or 0)
+        out.append(rendered)
+    return out
+
+
+def _simplified(rows: list[HistoryRow], terms: TermMap, timeproperty: str) -> Any:
+    series: dict[str | None, dict[str, Any]] = {}
+    for row in rows:
+        inst = row_instance(row)
+        target = series.get(row.dataset_id)
+        if target is None:
+            target = {"type": row.kind, VALUES_MEMBER[row.kind]: []}
+            if row.dataset_id is not None:
+                target["datasetId"] = row.dataset_id
+            series[row.dataset_id] = target
+        value = compact_value(inst, terms)
+        if row.kind in _WRAPPED:
+            value = {_WRAPPED[row.kind]: value}
+        elif row.kind == "ListRelationship":
+            value = [item["object"] for item in value]
+        target[VALUES_MEMBER[row.kind]].append([value, from_micros(row_time(row, timeproperty))])
+    out = list(series.values())
+    return out[0] if len(out) == 1 else out
+
+
+def _aggregated(aggregates: list[AttributeAggregate], methods: tuple[str, ...]) -> Any:
+    out = []
+    for aggregate in aggregates:
+        rendered: dict[str, Any] = {"type": aggregate.kind}
+        if aggregate.dataset_id is not None:
+            rendered["datasetId"] = aggregate.dataset_id
+        for method in methods:
+            rendered[method] = [
+                [b.values.get(method), from_micros(b.start), from_micros(b.end)]
+                for b in aggregate.buckets
+            ]
+        out.append(rendered)
+    return out[0] if len(out) == 1 else out
+
+
+def render_temporal_entity(
+    entity: TemporalEntity,
+    terms: TermMap,
+    fmt: TemporalFormat,
+    query: TemporalQuery,
+    opts: RenderOptions,
+) -> dict[str, Any]:
+    """One entity's history in the requested temporal representation, compacted."""
+    types = [terms.compact(t) for t in entity.types]
+    out: dict[str, Any] = {"id": entity.id, "type": types[0] if len(types) == 1 else types}
+    if fmt == "aggregatedValues":
+        methods = query.aggregation.methods if query.aggregation else ()
+        for attr, aggregates in (entity.aggregates or {}).items():
+            out[terms.compact(attr)] = _aggregated(aggregates, methods)
+        return out
+    for attr, rows in entity.attrs.items():
+        name = terms.compact(attr)
+        if fmt == "temporalValues":
+            out[name] = _simplified(rows, terms, query.timeproperty)
+        else:
+            out[name] = _normalized(rows, terms, opts)
+    return out
+
+
+def content_range(window: tuple[int, int], descending: bool, last_n: int | None) -> str:
+    """The ``Content-Range`` of a partial temporal answer (clause 6.3.10): the DateTime
+    range the answer covers completely, in the direction the instances were taken."""
+    start, end = (window[1], window[0]) if descending else window
+    size = str(last_n) if last_n is not None else "*"
+    return f"date-time {format_time(start)}-{format_time(end)}/{size}"
