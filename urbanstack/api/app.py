@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from urbanstack.api import batch, contexts, discovery, entities, system, temporal
+from urbanstack.broker import temporal as temporal_uc
 from urbanstack.broker.contexts import ContextService, Fetcher, HttpContextFetcher
 from urbanstack.broker.entities import Broker
 from urbanstack.ngsild.errors import (
@@ -137,6 +139,21 @@ def ngsi_routes(prefix: str = "/ngsi-ld/v1") -> list[Route]:
     return routes
 
 
+RETENTION_INTERVAL_S = 3600.0
+
+
+async def _retention_loop(broker: Broker) -> None:
+    """Prune expired history at start-up, then every hour, until cancelled."""
+    while True:
+        try:
+            deleted = await temporal_uc.prune_expired_history(broker)
+            if deleted:
+                LOGGER.info("history retention: %d instances deleted", deleted)
+        except Exception:
+            LOGGER.exception("history retention failed; retrying in an hour")
+        await asyncio.sleep(RETENTION_INTERVAL_S)
+
+
 def create_app(
     settings: Settings | None = None,
     store: EntityStore | None = None,
@@ -164,9 +181,16 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         LOGGER.info("store opened: %s", settings.store)
+        retention = None
+        if settings.history_retention_days > 0:
+            retention = asyncio.create_task(_retention_loop(broker), name="history-retention")
         try:
             yield
         finally:
+            if retention is not None:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
             if isinstance(http_fetcher, HttpContextFetcher):
                 await http_fetcher.close()
             await store.close()

@@ -29,7 +29,7 @@ from urbanstack.ngsild.model import (
     validate_name,
 )
 from urbanstack.ngsild.query import EntityQuery
-from urbanstack.ngsild.temporal import TemporalQuery
+from urbanstack.ngsild.temporal import TemporalQuery, to_micros
 from urbanstack.store.base import Delete, EntityChange, Keep, TemporalPage, Write
 
 
@@ -289,3 +289,20 @@ async def delete_temporal_entity(broker: Broker, caller: Caller, entity_id: str)
         raise results[0].error
     if not results[0].result and not had_history:
         raise _not_found(entity_id)
+
+
+# --- retention
+
+
+async def prune_expired_history(broker: Broker, now: int | None = None) -> int:
+    """Delete, in every tenant, the instances older than ``history_retention_days``
+    (nothing when it is 0); returns the number of instances deleted."""
+    days = broker.settings.history_retention_days
+    if days <= 0:
+        return 0
+    current = now if now is not None else to_micros(now_timestamp())
+    before = current - days * 86_400 * 1_000_000
+    deleted = 0
+    for tenant in await broker.store.tenants():
+        deleted += await broker.store.prune_history(tenant, before)
+    return deleted
