@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -103,6 +104,67 @@ def contexts_load(file: Path, url: str, store: str | None) -> None:
     except Exception as exc:  # shown to the operator, not a traceback
         raise click.ClickException(str(exc)) from None
     click.echo(f"loaded {file} as {url} (id {context_id})")
+
+
+@main.command("export")
+@click.option("--type", "entity_type", required=True, help="Entity type whose history to export.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (.parquet or .csv).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    default=None,
+    help="File format [default: from the file name, else parquet].",
+)
+@click.option("--tenant", default=None, help="NGSILD-Tenant to export [default: the default one].")
+@click.option("--store", default=None, help="Store URL [env URBANSTACK_STORE].")
+def export(
+    entity_type: str, output: Path, fmt: str | None, tenant: str | None, store: str | None
+) -> None:
+    """Write the history of every entity of a type (one row per attribute instance)
+    to Parquet or CSV, for analysts. Works while the server runs."""
+    from urbanstack.export import export_history, open_writer
+    from urbanstack.ngsild.jsonld import core_term_map
+    from urbanstack.store import store_from_settings
+
+    settings = Settings.from_env(store=store)
+    chosen = fmt or ("csv" if output.suffix.lower() == ".csv" else "parquet")
+    terms = core_term_map()
+    type_iri = terms.expand(entity_type)
+
+    async def run() -> int:
+        backend = store_from_settings(settings)
+        await backend.open()
+        try:
+            if not await backend.tenant_exists(tenant):
+                raise click.ClickException(f"tenant {tenant!r} does not exist")
+            total = await backend.count_history(tenant, type_iri)
+            writer = open_writer(output, chosen)
+            try:
+                with click.progressbar(
+                    length=total, label=f"exporting {entity_type}", file=sys.stderr
+                ) as bar:
+                    return await export_history(
+                        backend, tenant, type_iri, writer, terms, bar.update
+                    )
+            finally:
+                writer.close()
+        finally:
+            await backend.close()
+
+    try:
+        written = asyncio.run(run())
+    except click.ClickException:
+        raise
+    except Exception as exc:  # shown to the operator, not a traceback
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {written} instances of {entity_type} to {output} ({chosen})")
 
 
 async def _no_fetch(url: str) -> object:

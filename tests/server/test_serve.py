@@ -155,6 +155,29 @@ def test_acknowledged_writes_survive_kill_9(server: Server, store_file: Path) ->
     assert count_after_restart(store_file) == 50
 
 
+def test_acknowledged_history_survives_kill_9(server: Server, store_file: Path) -> None:
+    url = server.url + "/ngsi-ld/v1/entities"
+    assert httpx.post(url, json=ENTITY).status_code == 201
+    for n in range(30):
+        patch = {
+            "height": {"type": "Property", "value": n, "observedAt": f"2026-11-01T00:{n:02d}:00Z"}
+        }
+        reply = httpx.patch(f"{url}/{ENTITY['id']}/attrs", json=patch)
+        assert reply.status_code == 204
+    server.stop(signal.SIGKILL)
+    again = Server(store_file)
+    try:
+        reply = httpx.get(
+            f"{again.url}/ngsi-ld/v1/temporal/entities/{ENTITY['id']}",
+            params={"attrs": "height", "options": "temporalValues"},
+        )
+        values = [v for v, _ in reply.json()["height"]["values"]]
+        # the created instance has no observedAt: it is filed at its write time, the latest
+        assert values == [*range(30), 1.2]
+    finally:
+        again.stop(signal.SIGKILL)
+
+
 def test_version_flag_prints_version() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "urbanstack.cli", "--version"], capture_output=True, text=True

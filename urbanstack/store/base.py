@@ -11,17 +11,28 @@ them into :class:`StoreError` (or an :class:`~urbanstack.ngsild.errors.NgsiLdErr
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from urbanstack.ngsild.errors import InternalError, NgsiLdError
+from urbanstack.ngsild.errors import BadRequestData, InternalError, NgsiLdError
 from urbanstack.ngsild.history import HistoryRow, TemporalEntity
 from urbanstack.ngsild.model import Entity
 from urbanstack.ngsild.query import EntityQuery, QueryResult
 from urbanstack.ngsild.temporal import TemporalQuery
 
 ViewRenderer = Callable[[Entity], bytes]
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
+
+
+def validate_tenant(tenant: str | None) -> str | None:
+    """Tenant names become file and schema names: letters, digits, ``_`` and ``-`` only."""
+    if tenant is None or tenant == "":
+        return None
+    if not _TENANT_RE.match(tenant):
+        raise BadRequestData(f"Invalid tenant name {tenant!r}: use letters, digits, '_' or '-'")
+    return tenant
 
 
 class StoreError(InternalError):
@@ -282,6 +293,10 @@ class EntityStore(abc.ABC):
     @abc.abstractmethod
     async def prune_history(self, tenant: str | None, before: int) -> int:
         """Delete the instances filed before ``before`` (microseconds); rows deleted."""
+
+    @abc.abstractmethod
+    async def count_history(self, tenant: str | None, entity_type: str) -> int:
+        """How many instances :meth:`export_history` would yield (for progress bars)."""
 
     @abc.abstractmethod
     def export_history(

@@ -15,7 +15,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from importlib import resources
@@ -24,12 +24,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from urbanstack.ngsild.errors import BadRequestData, NgsiLdError, NonexistentTenant
-from urbanstack.ngsild.history import HistoryRow, TemporalEntity
+from urbanstack.ngsild.errors import NgsiLdError, NonexistentTenant
 from urbanstack.ngsild.model import Entity
 from urbanstack.ngsild.query import EntityQuery, QueryResult
-from urbanstack.ngsild.temporal import TemporalQuery
-from urbanstack.store import sqlite_history
 from urbanstack.store.base import (
     ChangeResult,
     ContextRecord,
@@ -38,9 +35,10 @@ from urbanstack.store.base import (
     EntityStore,
     StoreError,
     StoreInfo,
-    TemporalPage,
+    validate_tenant,
 )
 from urbanstack.store.sqlite_query import compile_query
+from urbanstack.store.sqlite_temporal import SQLiteHistory
 from urbanstack.store.sqlite_write import apply_changes, prepare_new
 
 LOGGER = logging.getLogger(__name__)
@@ -48,17 +46,7 @@ SCHEMA_VERSION = 2
 MAX_GROUP = 512
 PREPARE_MAX = 8  # larger batches are prepared by the writer, not on the event loop
 PRUNE_CHUNK = 200  # entities per retention write
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 T = TypeVar("T")
-
-
-def validate_tenant(tenant: str | None) -> str | None:
-    """Tenant names become file names: letters, digits, ``_`` and ``-`` only."""
-    if tenant is None or tenant == "":
-        return None
-    if not _TENANT_RE.match(tenant):
-        raise BadRequestData(f"Invalid tenant name {tenant!r}: use letters, digits, '_' or '-'")
-    return tenant
 
 
 @lru_cache(maxsize=256)
@@ -98,7 +86,7 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_exception(value)
 
 
-class SQLiteStore(EntityStore):
+class SQLiteStore(SQLiteHistory, EntityStore):
     """Entities in SQLite files: ``path`` for the default tenant, ``<path>-tenants/`` for others."""
 
     def __init__(
@@ -535,186 +523,6 @@ class SQLiteStore(EntityStore):
             return [DiscoveryRow(*r) for r in rows]
 
         return await self._read(tenant, run)
-
-    # --- history
-
-    async def tenants(self) -> list[str | None]:
-        return [None, *sorted(t for t in self._known_tenants if t is not None)]
-
-    def _attr_names(self, conn: sqlite3.Connection) -> Callable[[int], str | None]:
-        names: dict[int, str | None] = {}
-
-        def name(pid: int) -> str | None:
-            if pid not in names:
-                row = conn.execute("SELECT path FROM paths WHERE pid = ?", (pid,)).fetchone()
-                names[pid] = row[0] if row else None
-            return names[pid]
-
-        return name
-
-    def _history_of(
-        self,
-        conn: sqlite3.Connection,
-        tenant: str | None,
-        entity_ids: Sequence[str],
-        query: TemporalQuery,
-    ) -> list[TemporalEntity]:
-        known = sqlite_history.entity_numbers(conn, entity_ids)
-        wanted: dict[int, str] | None = None
-        if query.attrs is not None:
-            lookup = self._pid_lookup(conn, tenant)
-            wanted = {p: a for a in sorted(query.attrs) if (p := lookup(a)) is not None}
-        names = self._attr_names(conn)
-        out = []
-        for entity_id in entity_ids:
-            row = known.get(entity_id)
-            if row is None:
-                out.append(TemporalEntity(entity_id, [], {}))
-                continue
-            out.append(
-                sqlite_history.load_history(
-                    conn, row[0], entity_id, orjson.loads(row[1]), names, query, wanted
-                )
-            )
-        return out
-
-    async def get_history(
-        self, tenant: str | None, entity_id: str, query: TemporalQuery
-    ) -> TemporalEntity | None:
-        tenant = validate_tenant(tenant)
-
-        def run(conn: sqlite3.Connection) -> TemporalEntity | None:
-            if not sqlite_history.entity_numbers(conn, [entity_id]):
-                return None
-            return self._history_of(conn, tenant, [entity_id], query)[0]
-
-        return await self._read(tenant, run)
-
-    async def query_history(
-        self, tenant: str | None, query: EntityQuery, temporal: TemporalQuery
-    ) -> TemporalPage:
-        tenant = validate_tenant(tenant)
-        predicate = None
-        if query.geo is not None:
-            from urbanstack.ngsild.geo_match import compile_geo_query
-
-            predicate = compile_geo_query(query.geo)
-
-        def run(conn: sqlite3.Connection) -> TemporalPage:
-            slot = id(predicate)
-            if predicate is not None:
-                self._slots[slot] = predicate
-            try:
-                page = self._run_query(conn, tenant, query, predicate, slot, ids=True)
-            finally:
-                self._slots.pop(slot, None)
-            entities = self._history_of(conn, tenant, page.views or [], temporal)
-            return TemporalPage(entities, page.total)
-
-        return await self._read(tenant, run)
-
-    def _instance_target(
-        self, conn: sqlite3.Connection, tenant: str | None, entity_id: str, attr: str
-    ) -> tuple[int, int] | None:
-        known = sqlite_history.entity_numbers(conn, [entity_id])
-        pid = self._pid_lookup(conn, tenant)(attr)
-        if entity_id not in known or pid is None:
-            return None
-        return known[entity_id][0], pid
-
-    async def update_instance(
-        self, tenant: str | None, entity_id: str, attr: str, instance: int, row: HistoryRow
-    ) -> bool:
-        tenant = validate_tenant(tenant)
-        self._check_tenant(tenant)
-
-        def run(conn: sqlite3.Connection) -> bool:
-            target = self._instance_target(conn, tenant, entity_id, attr)
-            if target is None:
-                return False
-            return sqlite_history.replace_instance(conn, *target, instance, row)
-
-        return await self._write(tenant, run)
-
-    async def delete_instance(
-        self, tenant: str | None, entity_id: str, attr: str, instance: int
-    ) -> bool:
-        tenant = validate_tenant(tenant)
-        self._check_tenant(tenant)
-
-        def run(conn: sqlite3.Connection) -> bool:
-            target = self._instance_target(conn, tenant, entity_id, attr)
-            if target is None:
-                return False
-            cur = conn.execute(
-                "DELETE FROM attr_instances WHERE eid = ? AND pid = ? AND iid = ?",
-                (*target, instance),
-            )
-            return cur.rowcount > 0
-
-        return await self._write(tenant, run)
-
-    async def delete_attribute_history(
-        self, tenant: str | None, entity_id: str, attr: str, dataset_id: str | None, every: bool
-    ) -> bool:
-        tenant = validate_tenant(tenant)
-        self._check_tenant(tenant)
-
-        def run(conn: sqlite3.Connection) -> bool:
-            target = self._instance_target(conn, tenant, entity_id, attr)
-            if target is None:
-                return False
-            sql = "DELETE FROM attr_instances WHERE eid = ? AND pid = ?"
-            params: list[Any] = [*target]
-            if not every:
-                sql += " AND dataset_id IS ?"
-                params.append(dataset_id)
-            return conn.execute(sql, params).rowcount > 0
-
-        return await self._write(tenant, run)
-
-    async def delete_history(self, tenant: str | None, entity_id: str) -> bool:
-        tenant = validate_tenant(tenant)
-        self._check_tenant(tenant)
-        return await self._write(
-            tenant, lambda conn: sqlite_history.delete_entity_history(conn, [entity_id]) > 0
-        )
-
-    async def prune_history(self, tenant: str | None, before: int) -> int:
-        tenant = validate_tenant(tenant)
-        self._check_tenant(tenant)
-        eids = await self._read(
-            tenant,
-            lambda conn: [r[0] for r in conn.execute("SELECT eid FROM temporal_entities")],
-        )
-        deleted = 0
-        for start in range(0, len(eids), PRUNE_CHUNK):
-            chunk = eids[start : start + PRUNE_CHUNK]
-            # one short write per chunk: other writes interleave with a long prune
-            deleted += await self._write(
-                tenant, lambda conn, c=chunk: sqlite_history.prune_older_than(conn, c, before)
-            )
-        return deleted
-
-    async def export_history(
-        self, tenant: str | None, entity_type: str, batch_size: int = 5000
-    ) -> AsyncIterator[list[tuple[str, HistoryRow]]]:
-        tenant = validate_tenant(tenant)
-        entities = await self._read(
-            tenant, lambda conn: sqlite_history.entities_of_type(conn, entity_type)
-        )
-        for eid, entity_id in entities:
-            after: tuple[int, int, int] = (-1, -1, -1)
-            while True:
-                batch, after = await self._read(
-                    tenant,
-                    lambda conn, a=after, e=eid: sqlite_history.export_batch(
-                        conn, e, a, batch_size, self._attr_names(conn)
-                    ),
-                )
-                if not batch:
-                    break
-                yield [(entity_id, row) for row in batch]
 
     # --- contexts (kept in the default tenant's file)
 

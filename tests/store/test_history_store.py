@@ -1,0 +1,303 @@
+"""The history half of the storage contract, run against every backend."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from urbanstack.ngsild.errors import BadRequestData
+from urbanstack.ngsild.history import common_window, history_row
+from urbanstack.ngsild.jsonld import core_term_map
+from urbanstack.ngsild.model import Entity, parse_entity
+from urbanstack.ngsild.query import EntityQuery
+from urbanstack.ngsild.temporal import (
+    Aggregation,
+    TemporalQuery,
+    TimeFilter,
+    parse_duration,
+    to_micros,
+)
+from urbanstack.ngsild.typeq import parse_type_query
+from urbanstack.store import store_from_url
+from urbanstack.store.base import Delete, EntityChange, EntityStore, Keep, Write
+
+pytestmark = pytest.mark.anyio
+TERMS = core_term_map()
+PM25 = TERMS.expand("pm25")
+HOUR = 3_600_000_000
+T0 = to_micros("2026-11-01T00:00:00.000000Z")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[EntityStore]:
+    backend = store_from_url(store_url)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def stamp(micros: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def station(n: int, value: Any, observed: int, now: str = "2026-11-23T10:00:00.000000Z") -> Entity:
+    body = {
+        "id": f"urn:ngsi-ld:AirQualityObserved:{n}",
+        "type": "AirQualityObserved",
+        "pm25": {"type": "Property", "value": value, "observedAt": stamp(observed)},
+    }
+    return parse_entity(body, TERMS, now)
+
+
+def reading(value: Any, observed: int) -> Any:
+    """A history row of pm25 observed at ``observed`` (written at T0)."""
+    inst = {"type": "Property", "value": value, "observedAt": stamp(observed)}
+    return history_row(PM25, inst, stamp(T0))
+
+
+def with_history(entity: Entity, rows: list[Any]) -> EntityChange:
+    """Write ``entity`` recording ``rows`` as its history (as temporal writes do)."""
+    return EntityChange(entity["id"], lambda current: Write(entity), history=rows)
+
+
+def upsert(entity: Entity) -> EntityChange:
+    return EntityChange(entity["id"], lambda current: Write(entity))
+
+
+def refuse(entity_id: str) -> EntityChange:
+    def apply(current: Entity | None) -> Write:
+        raise BadRequestData("refused")
+
+    return EntityChange(entity_id, apply)
+
+
+def delete(entity_id: str, **options: Any) -> EntityChange:
+    return EntityChange(entity_id, lambda c: Delete() if c else Keep(), **options)
+
+
+async def values(store: EntityStore, entity_id: str, **query: Any) -> list[Any] | None:
+    found = await store.get_history(None, entity_id, TemporalQuery(**query))
+    if found is None:
+        return None
+    return [row.val for row in found.attrs.get(PM25, [])]
+
+
+async def test_each_write_records_its_changed_instances(store: EntityStore) -> None:
+    for hour in range(3):
+        await store.change_entities(None, [upsert(station(1, hour * 10, T0 + hour * HOUR))])
+    assert await values(store, "urn:ngsi-ld:AirQualityObserved:1") == [0, 10, 20]
+
+
+async def test_changes_in_one_call_are_recorded_in_order(store: EntityStore) -> None:
+    changes = [upsert(station(1, v, T0 + v * HOUR)) for v in (3, 1, 2)]
+    await store.change_entities(None, changes)
+    found = await store.get_history(None, "urn:ngsi-ld:AirQualityObserved:1", TemporalQuery())
+    assert found is not None
+    rows = found.attrs[PM25]
+    assert [r.val for r in rows] == [1, 2, 3]  # by time
+    assert [r.iid for r in sorted(rows, key=lambda r: r.iid or 0)] == sorted(r.iid for r in rows)
+    assert len({r.iid for r in rows}) == 3
+
+
+async def test_a_refused_change_records_nothing(store: EntityStore) -> None:
+    await store.change_entities(None, [upsert(station(1, 5, T0))])
+    results = await store.change_entities(None, [refuse("urn:ngsi-ld:AirQualityObserved:1")])
+    assert not results[0].ok
+    assert await values(store, "urn:ngsi-ld:AirQualityObserved:1") == [5]
+
+
+async def test_keep_writes_no_history(store: EntityStore) -> None:
+    await store.change_entities(None, [upsert(station(1, 5, T0))])
+    keep = EntityChange("urn:ngsi-ld:AirQualityObserved:1", lambda c: Keep())
+    await store.change_entities(None, [keep])
+    assert await values(store, "urn:ngsi-ld:AirQualityObserved:1") == [5]
+
+
+async def test_explicit_history_rows_replace_derived_ones(store: EntityStore) -> None:
+    entity = station(1, 5, T0)
+    rows = [
+        history_row(
+            PM25, {"type": "Property", "value": v, "observedAt": stamp(T0 - v * HOUR)}, stamp(T0)
+        )
+        for v in (1, 2)
+    ]
+    await store.change_entities(
+        None, [EntityChange(entity["id"], lambda c: Write(entity), history=rows)]
+    )
+    assert await values(store, entity["id"]) == [2, 1]
+
+
+async def test_deleting_keeps_history_unless_told(store: EntityStore) -> None:
+    await store.change_entities(None, [upsert(station(1, 5, T0)), upsert(station(2, 6, T0))])
+    await store.change_entities(None, [delete("urn:ngsi-ld:AirQualityObserved:1")])
+    assert await values(store, "urn:ngsi-ld:AirQualityObserved:1") == [5]
+    await store.change_entities(
+        None, [delete("urn:ngsi-ld:AirQualityObserved:2", drop_history=True)]
+    )
+    assert await values(store, "urn:ngsi-ld:AirQualityObserved:2") is None
+
+
+async def test_store_configured_to_drop_history_on_delete(store_url: str) -> None:
+    backend = store_from_url(store_url)
+    backend.keep_history_on_delete = False
+    await backend.open()
+    try:
+        entity_id = "urn:ngsi-ld:AirQualityObserved:1"
+        await backend.change_entities(None, [upsert(station(1, 5, T0))])
+        # deleted then re-created in one call: only the new entity's history remains
+        await backend.change_entities(None, [delete(entity_id), upsert(station(1, 7, T0 + HOUR))])
+        assert await values(backend, entity_id) == [7]
+    finally:
+        await backend.close()
+
+
+def reference_aggregate(
+    points: list[tuple[int, float]], origin: int, step: int
+) -> dict[int, dict[str, float]]:
+    """Pure-Python aggregation of (time, value) points per fixed period, for checking SQL."""
+    buckets: dict[int, list[float]] = {}
+    for moment, value in points:
+        buckets.setdefault((moment - origin) // step, []).append(value)
+    out = {}
+    for index, vals in buckets.items():
+        n = len(vals)
+        mean = sum(vals) / n
+        out[index] = {
+            "totalCount": n,
+            "distinctCount": len(set(vals)),
+            "sum": sum(vals),
+            "avg": mean,
+            "min": min(vals),
+            "max": max(vals),
+            "sumsq": sum(v * v for v in vals),
+            "stddev": 0.0 if n == 1 else math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)),
+        }
+    return out
+
+
+@pytest.mark.parametrize("period", ["PT1H", "PT15M", "P1D"])
+async def test_sql_aggregation_agrees_with_python_on_random_data(
+    store: EntityStore, period: str
+) -> None:
+    rng = random.Random(period)
+    points = sorted(
+        {
+            T0 + rng.randrange(0, 48 * HOUR, 60_000_000): rng.choice([1.5, 2, 7, 10.25, -3])
+            for _ in range(300)
+        }.items()
+    )
+    entity = station(1, points[-1][1], points[-1][0])
+    rows = [
+        history_row(PM25, {"type": "Property", "value": v, "observedAt": stamp(t)}, stamp(T0))
+        for t, v in points
+    ]
+    await store.change_entities(
+        None, [EntityChange(entity["id"], lambda c: Write(entity), history=rows)]
+    )
+    methods = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
+    duration = parse_duration(period)
+    query = TemporalQuery(time=TimeFilter("after", T0), aggregation=Aggregation(methods, duration))
+    found = await store.get_history(None, entity["id"], query)
+    assert found is not None and found.aggregates is not None
+    [series] = found.aggregates[PM25]
+    expected = reference_aggregate(points, T0, duration.micros)
+    assert len(series.buckets) == len(expected)
+    for bucket in series.buckets:
+        index = (bucket.start - T0) // duration.micros
+        assert bucket.end - bucket.start == duration.micros
+        for method in methods:
+            assert bucket.values[method] == pytest.approx(expected[index][method]), method
+
+
+async def test_paging_through_windows_returns_every_instance_once(store: EntityStore) -> None:
+    rng = random.Random(7)
+    moments = sorted({T0 + rng.randrange(0, 100) * HOUR for _ in range(60)})
+    entity = station(1, 0, moments[-1])
+    rows = [
+        history_row(PM25, {"type": "Property", "value": i, "observedAt": stamp(t)}, stamp(T0))
+        for i, t in enumerate(moments)
+    ]
+    await store.change_entities(
+        None, [EntityChange(entity["id"], lambda c: Write(entity), history=rows)]
+    )
+    seen: list[int] = []
+    start = T0
+    for _ in range(100):
+        query = TemporalQuery(time=TimeFilter("after", start), instance_limit=7)
+        found = await store.get_history(None, entity["id"], query)
+        assert found is not None
+        window = common_window([found], "observedAt", descending=False)
+        seen += [r.val for r in found.attrs.get(PM25, [])]
+        if window is None:
+            break
+        start = window[1]
+    assert seen == list(range(len(moments)))
+
+
+async def test_query_history_selects_on_current_state(store: EntityStore) -> None:
+    await store.change_entities(None, [upsert(station(n, n, T0)) for n in range(5)])
+    query = EntityQuery(
+        types=parse_type_query("AirQualityObserved", TERMS.expand), limit=2, count=True
+    )
+    page = await store.query_history(None, query, TemporalQuery(time=TimeFilter("after", T0)))
+    assert page.total == 5
+    assert [e.id for e in page.entities] == [
+        "urn:ngsi-ld:AirQualityObserved:0",
+        "urn:ngsi-ld:AirQualityObserved:1",
+    ]
+
+
+async def test_instances_can_be_replaced_and_deleted(store: EntityStore) -> None:
+    entity_id = "urn:ngsi-ld:AirQualityObserved:1"
+    await store.change_entities(None, [upsert(station(1, 5, T0)), upsert(station(1, 6, T0 + HOUR))])
+    found = await store.get_history(None, entity_id, TemporalQuery())
+    assert found is not None
+    first = found.attrs[PM25][0].iid
+    assert first is not None
+    replacement = history_row(
+        PM25, {"type": "Property", "value": 50, "observedAt": stamp(T0)}, stamp(T0)
+    )
+    assert await store.update_instance(None, entity_id, PM25, first, replacement)
+    assert await values(store, entity_id) == [50, 6]
+    assert await store.delete_instance(None, entity_id, PM25, first)
+    assert not await store.delete_instance(None, entity_id, PM25, first)
+    assert await values(store, entity_id) == [6]
+    assert await store.delete_attribute_history(None, entity_id, PM25, None, False)
+    assert await values(store, entity_id) == []
+    assert await store.delete_history(None, entity_id)
+    assert await values(store, entity_id) is None
+
+
+async def test_prune_deletes_only_older_instances(store: EntityStore) -> None:
+    await store.change_entities(None, [upsert(station(1, v, T0 + v * HOUR)) for v in range(4)])
+    assert await store.prune_history(None, T0 + 2 * HOUR) == 2
+    assert await values(store, "urn:ngsi-ld:AirQualityObserved:1") == [2, 3]
+
+
+async def test_export_yields_every_instance_of_the_type_in_batches(store: EntityStore) -> None:
+    await store.change_entities(
+        None, [upsert(station(n, v, T0 + v * HOUR)) for n in range(3) for v in range(4)]
+    )
+    type_iri = TERMS.expand("AirQualityObserved")
+    assert await store.count_history(None, type_iri) == 12
+    batches = [b async for b in store.export_history(None, type_iri, batch_size=5)]
+    assert all(0 < len(b) <= 5 for b in batches)
+    exported = [(entity_id, row.val) for batch in batches for entity_id, row in batch]
+    assert exported == [
+        (f"urn:ngsi-ld:AirQualityObserved:{n}", v) for n in range(3) for v in range(4)
+    ]
+    assert await store.count_history(None, TERMS.expand("Streetlight")) == 0
