@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,27 +17,11 @@ from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.representation import render_default_view
 from urbanstack.ngsild.scope import match_scope, parse_scope_q
 from urbanstack.ngsild.typeq import parse_type_query
-from urbanstack.store import store_from_url
 from urbanstack.store.base import ContextRecord, Delete, EntityChange, EntityStore, Keep, Write
 
 pytestmark = pytest.mark.anyio
 TERMS = core_term_map()
 NOW = "2026-11-23T10:00:00.000000Z"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[EntityStore]:
-    backend = store_from_url(store_url)
-    await backend.open()
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 def station(n: int, **attrs: object) -> Entity:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,21 +29,6 @@ TERMS = core_term_map()
 PM25 = TERMS.expand("pm25")
 HOUR = 3_600_000_000
 T0 = to_micros("2026-11-01T00:00:00.000000Z")
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[EntityStore]:
-    backend = store_from_url(store_url)
-    await backend.open()
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 def stamp(micros: int) -> str:

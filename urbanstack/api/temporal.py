@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -30,6 +31,7 @@ from urbanstack.broker import temporal as uc
 from urbanstack.ngsild.errors import BadRequestData
 from urbanstack.ngsild.history import TemporalEntity, common_window
 from urbanstack.ngsild.jsonld import TermMap
+from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.temporal import TemporalQuery
 from urbanstack.ngsild.temporal_render import (
     TemporalFormat,
@@ -60,8 +62,6 @@ def _render(
         headers["Content-Range"] = content_range(window, query.descending, query.last_n)
     opts = render_options({k: v for k, v in request.query_params.items() if k == "lang"}, terms)
     if query.sys_attrs:
-        from dataclasses import replace
-
         opts = replace(opts, sys_attrs=True)
     data: Any = [render_temporal_entity(e, terms, fmt, query, opts) for e in entities]
     return json_response(
@@ -98,7 +98,19 @@ async def query_temporal(request: Request) -> Response:
         params, terms, broker.settings, fmt, required=True, sys_attrs=sys_attrs
     )
     query = entity_query_from_params(params, terms, broker.settings)
-    page, more = await uc.query_temporal(broker, caller_of(request), query, temporal)
+    return await _query_response(request, query, temporal, terms, fmt, accept)
+
+
+async def _query_response(
+    request: Request,
+    query: EntityQuery,
+    temporal: TemporalQuery,
+    terms: TermMap,
+    fmt: TemporalFormat,
+    accept: str,
+) -> Response:
+    """Run a temporal query and render its page (count header, next/prev links)."""
+    page, more = await uc.query_temporal(broker_of(request), caller_of(request), query, temporal)
     headers = {}
     if page.total is not None:
         headers["NGSILD-Results-Count"] = str(page.total)
@@ -134,22 +146,7 @@ async def query_temporal_post(request: Request) -> Response:
         merged, terms, broker.settings, fmt, required=True, sys_attrs=sys_attrs
     )
     query = entity_query_from_body(body, params, terms, broker.settings)
-    page, more = await uc.query_temporal(broker, caller_of(request), query, temporal)
-    headers = {}
-    if page.total is not None:
-        headers["NGSILD-Results-Count"] = str(page.total)
-    links = _page_links(request, query.offset, query.limit, more)
-    return _render(
-        request,
-        page.entities,
-        terms,
-        fmt,
-        temporal,
-        accept,
-        single=False,
-        headers=headers,
-        links=links,
-    )
+    return await _query_response(request, query, temporal, terms, fmt, accept)
 
 
 async def create_temporal(request: Request) -> Response:

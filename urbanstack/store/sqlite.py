@@ -427,6 +427,14 @@ class SQLiteStore(SQLiteHistory, EntityStore):
         self, tenant: str | None, query: EntityQuery, *, views: bool = False
     ) -> QueryResult:
         tenant = validate_tenant(tenant)
+        page = self._page_reader(tenant, query, views=views)
+        return await self._read(tenant, page)
+
+    def _page_reader(
+        self, tenant: str | None, query: EntityQuery, *, views: bool = False, ids: bool = False
+    ) -> Callable[[sqlite3.Connection], QueryResult]:
+        """A reader running one page of ``query``, its geo predicate (compiled here, on the
+        event loop) registered for the SQL functions while it runs."""
         predicate = None
         if query.geo is not None:
             from urbanstack.ngsild.geo_match import compile_geo_query
@@ -438,11 +446,11 @@ class SQLiteStore(SQLiteHistory, EntityStore):
             if predicate is not None:
                 self._slots[slot] = predicate
             try:
-                return self._run_query(conn, tenant, query, predicate, slot, views)
+                return self._run_query(conn, tenant, query, predicate, slot, views, ids)
             finally:
                 self._slots.pop(slot, None)
 
-        return await self._read(tenant, run)
+        return run
 
     def _run_query(
         self,

@@ -94,27 +94,31 @@ def insert_rows(
     for eid, rows in rows_by_entity:
         for row in rows:
             row.iid = iid
-            params.append(
-                (
-                    eid,
-                    pid(row.attr),
-                    row.observed,
-                    iid,
-                    int(row.has_observed),
-                    row.created,
-                    row.modified,
-                    KIND_CODES[row.kind],
-                    row.dataset_id,
-                    row.vt,
-                    row.val,
-                    row.extra,
-                )
-            )
+            params.append(_row_params(eid, pid(row.attr), row))
             iid += 1
-    conn.executemany(
-        "INSERT INTO attr_instances (eid, pid, observed, iid, has_observed, created, modified, "
-        "kind, dataset_id, vt, val, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        params,
+    conn.executemany(_INSERT, params)
+
+
+_INSERT = (
+    "INSERT INTO attr_instances (eid, pid, observed, iid, has_observed, created, modified, "
+    "kind, dataset_id, vt, val, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _row_params(eid: int, pid: int, row: HistoryRow) -> tuple[Any, ...]:
+    return (
+        eid,
+        pid,
+        row.observed,
+        row.iid,
+        int(row.has_observed),
+        row.created,
+        row.modified,
+        KIND_CODES[row.kind],
+        row.dataset_id,
+        row.vt,
+        row.val,
+        row.extra,
     )
 
 
@@ -152,24 +156,7 @@ def replace_instance(
         (eid, pid, found[0], iid),
     )
     row.iid, row.created = iid, found[1]
-    conn.execute(
-        "INSERT INTO attr_instances (eid, pid, observed, iid, has_observed, created, modified, "
-        "kind, dataset_id, vt, val, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            eid,
-            pid,
-            row.observed,
-            iid,
-            int(row.has_observed),
-            row.created,
-            row.modified,
-            KIND_CODES[row.kind],
-            row.dataset_id,
-            row.vt,
-            row.val,
-            row.extra,
-        ),
-    )
+    conn.execute(_INSERT, _row_params(eid, pid, row))
     return True
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -89,84 +89,69 @@ class SQLiteHistory(_Base):
         self, tenant: str | None, query: EntityQuery, temporal: TemporalQuery
     ) -> TemporalPage:
         tenant = validate_tenant(tenant)
-        predicate = None
-        if query.geo is not None:
-            from urbanstack.ngsild.geo_match import compile_geo_query
-
-            predicate = compile_geo_query(query.geo)
+        page = self._page_reader(tenant, query, ids=True)
 
         def run(conn: sqlite3.Connection) -> TemporalPage:
-            slot = id(predicate)
-            if predicate is not None:
-                self._slots[slot] = predicate
-            try:
-                page = self._run_query(conn, tenant, query, predicate, slot, ids=True)
-            finally:
-                self._slots.pop(slot, None)
-            entities = self._history_of(conn, tenant, page.views or [], temporal)
-            return TemporalPage(entities, page.total)
+            selected = page(conn)
+            entities = self._history_of(conn, tenant, selected.views or [], temporal)
+            return TemporalPage(entities, selected.total)
 
         return await self._read(tenant, run)
 
-    def _instance_target(
-        self, conn: sqlite3.Connection, tenant: str | None, entity_id: str, attr: str
-    ) -> tuple[int, int] | None:
-        known = sqlite_history.entity_numbers(conn, [entity_id])
-        pid = self._pid_lookup(conn, tenant)(attr)
-        if entity_id not in known or pid is None:
-            return None
-        return known[entity_id][0], pid
+    async def _change_attribute_history(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        attr: str,
+        change: Callable[[sqlite3.Connection, int, int], bool],
+    ) -> bool:
+        """Run ``change(conn, eid, pid)`` in a write; False when the entity has no history
+        or the attribute was never recorded."""
+        tenant = validate_tenant(tenant)
+        self._check_tenant(tenant)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            known = sqlite_history.entity_numbers(conn, [entity_id])
+            pid = self._pid_lookup(conn, tenant)(attr)
+            if entity_id not in known or pid is None:
+                return False
+            return change(conn, known[entity_id][0], pid)
+
+        return await self._write(tenant, run)
 
     async def update_instance(
         self, tenant: str | None, entity_id: str, attr: str, instance: int, row: HistoryRow
     ) -> bool:
-        tenant = validate_tenant(tenant)
-        self._check_tenant(tenant)
-
-        def run(conn: sqlite3.Connection) -> bool:
-            target = self._instance_target(conn, tenant, entity_id, attr)
-            if target is None:
-                return False
-            return sqlite_history.replace_instance(conn, *target, instance, row)
-
-        return await self._write(tenant, run)
+        return await self._change_attribute_history(
+            tenant,
+            entity_id,
+            attr,
+            lambda conn, eid, pid: sqlite_history.replace_instance(conn, eid, pid, instance, row),
+        )
 
     async def delete_instance(
         self, tenant: str | None, entity_id: str, attr: str, instance: int
     ) -> bool:
-        tenant = validate_tenant(tenant)
-        self._check_tenant(tenant)
-
-        def run(conn: sqlite3.Connection) -> bool:
-            target = self._instance_target(conn, tenant, entity_id, attr)
-            if target is None:
-                return False
-            cur = conn.execute(
-                "DELETE FROM attr_instances WHERE eid = ? AND pid = ? AND iid = ?",
-                (*target, instance),
-            )
-            return cur.rowcount > 0
-
-        return await self._write(tenant, run)
+        sql = "DELETE FROM attr_instances WHERE eid = ? AND pid = ? AND iid = ?"
+        return await self._change_attribute_history(
+            tenant,
+            entity_id,
+            attr,
+            lambda conn, eid, pid: conn.execute(sql, (eid, pid, instance)).rowcount > 0,
+        )
 
     async def delete_attribute_history(
         self, tenant: str | None, entity_id: str, attr: str, dataset_id: str | None, every: bool
     ) -> bool:
-        tenant = validate_tenant(tenant)
-        self._check_tenant(tenant)
+        sql = "DELETE FROM attr_instances WHERE eid = ? AND pid = ?"
+        if not every:
+            sql += " AND dataset_id IS ?"
 
-        def run(conn: sqlite3.Connection) -> bool:
-            target = self._instance_target(conn, tenant, entity_id, attr)
-            if target is None:
-                return False
-            sql = "DELETE FROM attr_instances WHERE eid = ? AND pid = ?"
-            params: list[Any] = [*target]
-            if not every:
-                sql += " AND dataset_id IS ?"
-                params.append(dataset_id)
+        def change(conn: sqlite3.Connection, eid: int, pid: int) -> bool:
+            params = (eid, pid) if every else (eid, pid, dataset_id)
             return conn.execute(sql, params).rowcount > 0
 
-        return await self._write(tenant, run)
+        return await self._change_attribute_history(tenant, entity_id, attr, change)
 
     async def delete_history(self, tenant: str | None, entity_id: str) -> bool:
         tenant = validate_tenant(tenant)
