@@ -13,6 +13,7 @@ Shares its harness with bench/broker.py; see bench/README.md.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import os
@@ -25,11 +26,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -61,38 +63,37 @@ from bench.broker import (
 )
 
 ATTR = "pm25"
-START = datetime(2025, 1, 1, tzinfo=UTC)  # first observedAt; one instance an hour
-HOUR_US = 3_600_000_000
-START_US = int(START.timestamp()) * 1_000_000
+START = datetime(2025, 1, 1, tzinfo=UTC)  # hour 0; entity n observes at hh:mm:ss = its offset
 METHODS = ["totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq"]
 PERIOD, PERIOD_HOURS = "P1D", 24  # aggregation period: 24 hourly instances a bucket
-LAST_N = 100
-QUERY_LIMIT = 10
+LAST_N, QUERY_LIMIT = 100, 10
 INSTANCE_LIMIT = 20_000  # URBANSTACK_TEMPORAL_INSTANCE_LIMIT: 10k-instance answers in full
 LOAD_TARGET = 50_000  # rows/s
 STELLIO = "Stellio (8 vCPU): aggregated retrieval 137 / 86 / 42 req/s at 1k / 10k / 100k instances"
 INSTANCE = '{"type":"Property","value":%s,"unitCode":"GQ","observedAt":"%s"}'
-# (group, entity type, entities, instances per entity, instances per POST body)
+EXTRA = b'{"unitCode":"GQ"}'  # what the server keeps in attr_instances.extra
+# group, entity type, entities, instances per entity, instances per POST body
 FULL = [
     ("A", "AirQualitySensor", 10, 100, 100),
     ("B", "AirQualityStation", 10, 10_000, 5_000),
     ("C", "AirQualityObserved", 1_000, 1_000, 1_000),
 ]
 QUICK = [
-    ("A", "AirQualitySensor", 10, 100, 100),
+    FULL[0],
     ("B", "AirQualityStation", 3, 10_000, 5_000),
     ("C", "AirQualityObserved", 100, 1_000, 1_000),
 ]
+_HOURS = [(START + timedelta(hours=h)).strftime("%Y-%m-%dT%H:") for h in range(10_000)]
 
 
-def stamp(hour: int) -> str:
-    """observedAt of the instance of hour ``hour``, as sent."""
-    return (START + timedelta(hours=hour)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def stamp(hour: int, offset: int = 0, ms: bool = False) -> str:
+    """observedAt of an hour's instance (``offset`` seconds past the hour); ``ms``: as the
+    server writes it."""
+    return f"{_HOURS[hour]}{offset // 60:02d}:{offset % 60:02d}{'.000' if ms else ''}Z"
 
 
-def stamp_ms(hour: int) -> str:
-    """The same instant as the server writes it (milliseconds)."""
-    return stamp(hour)[:-1] + ".000Z"
+def micros(hour: int, offset: int) -> int:
+    return (int(START.timestamp()) + hour * 3600 + offset) * 1_000_000
 
 
 # ------------------------------------------------------------------ data
@@ -108,51 +109,60 @@ class Group:
     instances: int
     per_body: int
     ids: list[str] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)  # seconds past each hour
     values: list[list[float]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
-        """Rows of attr_instances: one per instance (one attribute)."""
         return self.entities * self.instances
 
     @property
     def label(self) -> str:
         return f"{self.key}: {self.entities:,} x {self.instances:,} ({self.etype})"
 
-    def fill(self, rng: random.Random) -> None:
-        """Ids and realistic values: a daily cycle around each sensor's level, with noise."""
+    def fill(self, rng: random.Random, aligned: bool) -> None:
+        """Ids, offsets (0 when ``aligned``) and values: a daily cycle around each sensor's
+        level, with noise."""
         for n in range(1, self.entities + 1):
             self.ids.append(f"urn:ngsi-ld:{self.etype}:{self.key}{n:05d}")
+            self.offsets.append(0 if aligned else rng.randrange(3600))
             level = rng.uniform(8.0, 35.0)
+            cycle = [1 + 0.35 * math.sin(2 * math.pi * (h - 8) / 24) for h in range(24)]
             self.values.append(
-                [
-                    round(
-                        max(0.5, level * (1 + 0.35 * math.sin(2 * math.pi * (h % 24 - 8) / 24)))
-                        + rng.gauss(0, 3),
-                        1,
-                    )
-                    for h in range(self.instances)
-                ]
+                [round(level * cycle[h % 24] + rng.gauss(0, 3), 1) for h in range(self.instances)]
             )
 
     def bodies(self) -> list[bytes]:
         """POST /temporal/entities bodies of ``per_body`` instances, entity after entity."""
-        stamps = [stamp(h) for h in range(self.instances)]
         out = []
-        for entity_id, values in zip(self.ids, self.values, strict=True):
+        for entity_id, offset, values in zip(self.ids, self.offsets, self.values, strict=True):
+            head = f'{{"id":"{entity_id}","type":"{self.etype}","{ATTR}":['
             for lo in range(0, self.instances, self.per_body):
-                hi = min(lo + self.per_body, self.instances)
-                inst = ",".join(INSTANCE % (values[h], stamps[h]) for h in range(lo, hi))
-                head = f'{{"id":"{entity_id}","type":"{self.etype}","{ATTR}":['
+                hours = range(lo, min(lo + self.per_body, self.instances))
+                inst = ",".join(INSTANCE % (values[h], stamp(h, offset)) for h in hours)
                 out.append((head + inst + "]}").encode())
         return out
 
+    def raw_batches(self, eid: int, iid: int, now: int) -> list[list[tuple[Any, ...]]]:
+        """The same rows as the server's attr_instances rows, one list per POST body."""
+        out = []
+        for n, (o, v) in enumerate(zip(self.offsets, self.values, strict=True)):
+            for lo in range(0, self.instances, self.per_body):
+                hours = range(lo, min(lo + self.per_body, self.instances))
+                first = iid + n * self.instances
+                row = (1, now, now, 0, 1)  # has_observed, created, modified, kind, vt
+                key = (eid + n, 1, "")  # eid, pid, ds (the default dataset)
+                out.append(
+                    [(*key, micros(h, o), first + h, *row, v[h], None, EXTRA) for h in hours]
+                )
+        return out
 
-def make_groups(spec: list[tuple[str, str, int, int, int]]) -> list[Group]:
+
+def make_groups(spec: list[tuple[str, str, int, int, int]], aligned: bool) -> list[Group]:
     rng = random.Random(20251101)
     groups = [Group(*s) for s in spec]
     for group in groups:
-        group.fill(rng)
+        group.fill(rng, aligned)
     return groups
 
 
@@ -169,16 +179,19 @@ class LoadFigure:
     seconds: float
     cpu: dict[str, float]
     failures: list[str]
+    aimed: bool = False  # whether the 50,000 rows/s target applies (bulk bodies, not group A)
 
     @property
     def rate(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
 
+    @property
+    def ok(self) -> bool:
+        return not self.failures and (not self.aimed or self.rate >= LOAD_TARGET)
+
 
 def post_all(port: int, bodies: list[bytes]) -> tuple[float, list[str]]:
     """POST every body to /temporal/entities over LOAD_CLIENTS keep-alive connections."""
-    import http.client
-
     local = threading.local()
     failures: list[str] = []
 
@@ -199,72 +212,44 @@ def post_all(port: int, bodies: list[bytes]) -> tuple[float, list[str]]:
 
 
 def stored_rows(port: int, group: Group) -> int | None:
-    """Instances the server holds for the group (totalCount over the whole time line)."""
-    total, offset = 0, 0
-    while True:
-        params = {"type": group.etype, "attrs": ATTR, "timerel": "after"}
-        params |= {"timeAt": "2000-01-01T00:00:00Z", "options": "aggregatedValues"}
-        params |= {"aggrMethods": "totalCount", "limit": 1000, "offset": offset}
-        status, _, body = request(port, "GET", f"{API}/temporal/entities?{urlencode(params)}")
-        if status != 200:
-            return None
-        page = json.loads(body)
-        total += sum(b[0] for e in page for b in e.get(ATTR, {}).get("totalCount", []))
-        if len(page) < 1000:
-            return total
-        offset += 1000
+    """Instances the server holds for the group (at most 1,000 entities): totalCount over
+    the whole time line."""
+    params = {"type": group.etype, "attrs": ATTR, "timerel": "after", "limit": 1000}
+    params |= {"timeAt": "2000-01-01T00:00:00Z", "options": "aggregatedValues"}
+    path = f"{API}/temporal/entities?{urlencode(params)}&aggrMethods=totalCount"
+    status, _, body = request(port, "GET", path)
+    page = json.loads(body) if status == 200 else None
+    return None if page is None else sum(sum(b[0] for b in e[ATTR]["totalCount"]) for e in page)
 
 
 # ------------------------------------------------------------------ raw SQLite reference
 
 RAW_SCHEMA = """CREATE TABLE attr_instances (
-    eid INTEGER NOT NULL, pid INTEGER NOT NULL, observed INTEGER NOT NULL,
+    eid INTEGER NOT NULL, pid INTEGER NOT NULL, ds TEXT NOT NULL, observed INTEGER NOT NULL,
     iid INTEGER NOT NULL, has_observed INTEGER NOT NULL, created INTEGER NOT NULL,
-    modified INTEGER NOT NULL, kind INTEGER NOT NULL, dataset_id TEXT, vt INTEGER NOT NULL,
-    val, extra BLOB, PRIMARY KEY (eid, pid, observed, iid)) WITHOUT ROWID"""
-RAW_INSERT = "INSERT INTO attr_instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-
-
-def raw_batches(groups: list[Group]) -> list[list[tuple[Any, ...]]]:
-    """The loaded rows, in the server's order and batching (one list per POST body)."""
-    now = int(time.time() * 1e6)
-    extra = b'{"unitCode":"GQ"}'
-    batches: list[list[tuple[Any, ...]]] = []
-    eid, iid = 0, 1
-    for group in groups:
-        for values in group.values:
-            eid += 1
-            for lo in range(0, group.instances, group.per_body):
-                hi = min(lo + group.per_body, group.instances)
-                batch = []
-                for h in range(lo, hi):
-                    row = (eid, 1, START_US + h * HOUR_US, iid, 1, now, now, 0, None, 1)
-                    batch.append((*row, values[h], extra))
-                    iid += 1
-                batches.append(batch)
-    return batches
+    modified INTEGER NOT NULL, kind INTEGER NOT NULL, vt INTEGER NOT NULL, num, val,
+    extra BLOB, PRIMARY KEY (eid, pid, ds, observed, iid)) WITHOUT ROWID"""
 
 
 def raw_sqlite(path: Path, batches: list[list[tuple[Any, ...]]], sync: str, *, one: bool) -> float:
-    """Rows/s of executemany into the attr_instances shape: one transaction for every
-    row (``one``) or one per POST body, WAL, the server's synchronous and cache size."""
-    path.unlink(missing_ok=True)
+    """Rows/s of executemany into the attr_instances shape, in one transaction (``one``)
+    or one per POST body; WAL, the server's synchronous setting and cache size."""
+    for stale in path.parent.glob(path.name + "*"):
+        stale.unlink()
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         for pragma in ("journal_mode=WAL", f"synchronous={sync}", "cache_size=-32768"):
             conn.execute(f"PRAGMA {pragma}")
         conn.execute(RAW_SCHEMA)
+        insert = "INSERT INTO attr_instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
         started = time.perf_counter()
-        if one:
-            conn.execute("BEGIN")
+        conn.execute("BEGIN")
         for batch in batches:
-            if not one:
-                conn.execute("BEGIN")
-            conn.executemany(RAW_INSERT, batch)
+            conn.executemany(insert, batch)
             if not one:
                 conn.execute("COMMIT")
-        if one:
-            conn.execute("COMMIT")
+                conn.execute("BEGIN")
+        conn.execute("COMMIT")
         seconds = time.perf_counter() - started
     finally:
         conn.close()
@@ -274,36 +259,42 @@ def raw_sqlite(path: Path, batches: list[list[tuple[Any, ...]]], sync: str, *, o
 # ------------------------------------------------------------------ answers
 
 
-def check_instances(items: Any, values: list[float], lo: int, hi: int) -> list[str]:
-    """Normalized instances ``lo..hi`` of one entity, oldest first, with their instanceId."""
-    if not isinstance(items, list):
-        return [f"expected a list of instances, got {str(items)[:120]}"]
-    if len(items) != hi - lo:
-        return [f"{len(items)} instances, expected {hi - lo}"]
-    for h, inst in zip(range(lo, hi), items, strict=True):
-        if inst.get("value") != values[h] or inst.get("observedAt") != stamp_ms(h):
-            return [f"instance {h - lo}: {str(inst)[:160]}, expected {values[h]} at {stamp(h)}"]
+def check_instances(items: Any, g: Group, n: int, hours: range) -> list[str]:
+    """Normalized instances of entity ``n`` for ``hours``, oldest first, with instanceId."""
+    if not isinstance(items, list) or len(items) != len(hours):
+        got = f"{len(items)} instances" if isinstance(items, list) else str(items)[:120]
+        return [f"{g.ids[n]}: {got}, expected {len(hours)}"]
+    for k, (h, inst) in enumerate(zip(hours, items, strict=True)):
+        want = (g.values[n][h], stamp(h, g.offsets[n], ms=True))
+        if (inst.get("value"), inst.get("observedAt")) != want:
+            return [f"{g.ids[n]} instance {k}: {str(inst)[:160]}, expected {want}"]
         if not str(inst.get("instanceId", "")).startswith("urn:"):
-            return [f"instance {h - lo} has no instanceId: {str(inst)[:160]}"]
+            return [f"{g.ids[n]} instance {k} has no instanceId: {str(inst)[:160]}"]
     return []
 
 
-def check_values(doc: Any, values: list[float], lo: int, hi: int) -> list[str]:
-    """temporalValues: [[value, observedAt], ...] for instances ``lo..hi``."""
-    pairs = doc.get(ATTR, {}).get("values") if isinstance(doc, dict) else None
-    want = [[values[h], stamp_ms(h)] for h in range(lo, hi)]
-    if pairs != want:
-        got = f"{len(pairs)} pairs" if isinstance(pairs, list) else str(pairs)[:120]
-        return [f"temporalValues: {got}, expected {len(want)} pairs starting {want[:1]}"]
+def check_normalized(doc: Any, g: Group, last: int = 0) -> list[str]:
+    """Every instance of entity 0, or the ``last`` ones, oldest first."""
+    first = g.instances - last if last else 0
+    return check_instances(doc.get(ATTR), g, 0, range(first, g.instances))
+
+
+def check_values(doc: Any, g: Group) -> list[str]:
+    """temporalValues of entity 0: [[value, observedAt], ...] for every instance."""
+    got = doc.get(ATTR, {}).get("values")
+    want = [[v, stamp(h, g.offsets[0], ms=True)] for h, v in enumerate(g.values[0])]
+    if got != want:
+        size = f"{len(got)} pairs" if isinstance(got, list) else str(got)[:120]
+        return [f"temporalValues: {size}, expected {len(want)} starting {want[:1]}"]
     return []
 
 
-def check_aggregates(doc: Any, values: list[float]) -> list[str]:
-    """All eight methods over P1D buckets: bucket count, totals and the first bucket's
-    figures against the data."""
-    agg = doc.get(ATTR) if isinstance(doc, dict) else None
+def check_aggregates(doc: Any, g: Group) -> list[str]:
+    """Entity 0, all eight methods: bucket count and bounds, totals, the first bucket."""
+    agg = doc.get(ATTR)
     if not isinstance(agg, dict):
         return [f"no aggregated {ATTR}: {str(doc)[:200]}"]
+    values, offset = g.values[0], g.offsets[0]
     buckets = math.ceil(len(values) / PERIOD_HOURS)
     problems = [
         f"{m}: {len(agg.get(m) or [])} buckets, expected {buckets}"
@@ -312,8 +303,8 @@ def check_aggregates(doc: Any, values: list[float]) -> list[str]:
     ]
     if problems:
         return problems
-    if sum(b[0] for b in agg["totalCount"]) != len(values):
-        problems.append(f"totalCount adds up to {sum(b[0] for b in agg['totalCount'])}")
+    if (total := sum(b[0] for b in agg["totalCount"])) != len(values):
+        problems.append(f"totalCount adds up to {total}, expected {len(values)}")
     first = values[:PERIOD_HOURS]
     expected = {
         "totalCount": len(first),
@@ -329,24 +320,23 @@ def check_aggregates(doc: Any, values: list[float]) -> list[str]:
         got = agg[method][0][0]
         if not isinstance(got, int | float) or not math.isclose(got, want, rel_tol=1e-9):
             problems.append(f"{method} of the first bucket: {got}, expected {want}")
-    if agg["totalCount"][0][1:] != [stamp_ms(0), stamp_ms(PERIOD_HOURS)]:
-        problems.append(f"first bucket bounds {agg['totalCount'][0][1:]}")
+    bounds = [stamp(0, offset, ms=True), stamp(PERIOD_HOURS, offset, ms=True)]
+    if agg["totalCount"][0][1:] != bounds:
+        problems.append(f"first bucket bounds {agg['totalCount'][0][1:]}, expected {bounds}")
     return problems
 
 
-def check_query(doc: Any, group: Group, day: int) -> list[str]:
+def check_query(doc: Any, g: Group, day: int) -> list[str]:
     """A page of QUERY_LIMIT entities of the group, each with the day's 24 instances."""
     if not isinstance(doc, list) or len(doc) != QUERY_LIMIT:
         return [f"expected {QUERY_LIMIT} entities, got {str(doc)[:200]}"]
-    index = {entity_id: n for n, entity_id in enumerate(group.ids)}
-    lo, hi = day * 24, day * 24 + 24
+    index = {entity_id: n for n, entity_id in enumerate(g.ids)}
     for entity in doc:
         n = index.get(entity.get("id"))
         if n is None:
-            return [f"entity {entity.get('id')!r} is not in group {group.key}"]
-        problems = check_instances(entity.get(ATTR), group.values[n], lo, hi)
-        if problems:
-            return [f"{entity['id']}: {problems[0]}"]
+            return [f"entity {entity.get('id')!r} is not in group {g.key}"]
+        if problems := check_instances(entity.get(ATTR), g, n, range(day * 24, day * 24 + 24)):
+            return problems
     return []
 
 
@@ -355,7 +345,7 @@ def check_query(doc: Any, group: Group, day: int) -> list[str]:
 
 @dataclass
 class Work:
-    """One wrk run over one group, its precheck request and what its answer must hold."""
+    """One wrk run, its precheck request, what the answer must hold, its target."""
 
     key: str
     title: str
@@ -363,109 +353,63 @@ class Work:
     env: dict[str, str]
     sample: str  # path of the precheck request
     validate: Callable[[Any], list[str]]
-    target: str = "-"
-    passes: Callable[[WrkResult], bool] | None = None
+    min_rps: int = 0
+    max_median_ms: float = 0.0
     stellio: str = ""
+
+    @property
+    def target(self) -> str:
+        if self.min_rps:
+            return f">= {self.min_rps:,} req/s"
+        return f"median < {self.max_median_ms:.0f} ms" if self.max_median_ms else "-"
+
+    def passes(self, r: WrkResult) -> bool | None:
+        """Whether the figures meet the target; None when there is none."""
+        if not (self.min_rps or self.max_median_ms):
+            return None
+        return r.rps >= self.min_rps and (not self.max_median_ms or r.p50_ms < self.max_median_ms)
 
 
 def workloads(groups: dict[str, Group]) -> list[Work]:
+    """Aggregated at 100 / 1k / 10k instances, normalized and temporalValues at 1k and
+    10k, lastN, and the query by type and attrs."""
     a, b, c = groups["A"], groups["B"], groups["C"]
-    agg = urlencode({"attrs": ATTR, "options": "aggregatedValues"})
-    agg += f"&aggrMethods={','.join(METHODS)}&aggrPeriodDuration={PERIOD}"
-    plain, values = f"attrs={ATTR}", f"attrs={ATTR}&options=temporalValues"
-    last = f"attrs={ATTR}&lastN={LAST_N}"
-
-    def one(key: str, title: str, g: Group, query: str, check: Callable[..., list[str]], **kw):
+    agg = f"attrs={ATTR}&options=aggregatedValues&aggrMethods={','.join(METHODS)}"
+    agg += f"&aggrPeriodDuration={PERIOD}"
+    plain, last = f"attrs={ATTR}", f"attrs={ATTR}&lastN={LAST_N}"
+    tv = f"attrs={ATTR}&options=temporalValues"
+    aggr = "aggregated, 8 methods, P1D"
+    rows: list[tuple[Any, ...]] = [  # key, title, group, query, check[, min rps, median]
+        ("agg_a", aggr, a, agg, check_aggregates),
+        ("agg_c", aggr, c, agg, check_aggregates, 1000, 0, "137 req/s at 1k"),
+        ("agg_b", aggr, b, agg, check_aggregates, 300, 0, "86 req/s at 10k"),
+        ("norm_c", "normalized", c, plain, check_normalized),
+        ("values_c", "temporalValues", c, tv, check_values),
+        ("norm_b", "normalized", b, plain, check_normalized),
+        ("values_b", "temporalValues", b, tv, check_values),
+        ("last_b", f"lastN={LAST_N}", b, last, partial(check_normalized, last=LAST_N), 0, 10.0),
+    ]
+    works = []
+    for key, title, g, query, check, *rest in rows:
         env = {"BENCH_IDS": f"ids_{g.key}.txt", "BENCH_QUERY": query}
         sample = f"{API}/temporal/entities/{g.ids[0]}?{query}"
-        return Work(key, title, "temporal_entity.lua", env, sample, check, **kw)
-
-    v = [g.values[0] for g in (a, b, c)]
-    n_a, n_b, n_c = f"{a.instances:,}", f"{b.instances:,}", f"{c.instances:,}"
-    window = urlencode({"timeAt": stamp(24), "endTimeAt": stamp(48)})
-    qenv = {"BENCH_TYPE": c.etype, "BENCH_ATTRS": ATTR, "BENCH_LIMIT": str(QUERY_LIMIT)}
-    qpath = f"{API}/temporal/entities?type={c.etype}&attrs={ATTR}&limit={QUERY_LIMIT}"
-    return [
-        one(
-            "agg_a",
-            f"aggregated, 8 methods, {PERIOD}: {n_a} inst",
-            a,
-            agg,
-            lambda d: check_aggregates(d, v[0]),
-        ),
-        one(
-            "agg_c",
-            f"aggregated, 8 methods, {PERIOD}: {n_c} inst",
-            c,
-            agg,
-            lambda d: check_aggregates(d, v[2]),
-            target=">= 1,000 req/s",
-            passes=lambda r: r.rps >= 1000,
-            stellio="137 req/s at 1k",
-        ),
-        one(
-            "agg_b",
-            f"aggregated, 8 methods, {PERIOD}: {n_b} inst",
-            b,
-            agg,
-            lambda d: check_aggregates(d, v[1]),
-            target=">= 300 req/s",
-            passes=lambda r: r.rps >= 300,
-            stellio="86 req/s at 10k",
-        ),
-        one(
-            "norm_c",
-            f"normalized: {n_c} inst",
-            c,
-            plain,
-            lambda d: check_instances(d.get(ATTR), v[2], 0, c.instances),
-        ),
-        one(
-            "values_c",
-            f"temporalValues: {n_c} inst",
-            c,
-            values,
-            lambda d: check_values(d, v[2], 0, c.instances),
-        ),
-        one(
-            "norm_b",
-            f"normalized: {n_b} inst",
-            b,
-            plain,
-            lambda d: check_instances(d.get(ATTR), v[1], 0, b.instances),
-        ),
-        one(
-            "values_b",
-            f"temporalValues: {n_b} inst",
-            b,
-            values,
-            lambda d: check_values(d, v[1], 0, b.instances),
-        ),
-        one(
-            "last_b",
-            f"lastN={LAST_N} of {n_b} inst",
-            b,
-            last,
-            lambda d: check_instances(d.get(ATTR), v[1], b.instances - LAST_N, b.instances),
-            target="median < 10 ms",
-            passes=lambda r: r.p50_ms < 10,
-        ),
-        Work(
-            "query_c",
-            f"by type+attrs, 1-day window, limit={QUERY_LIMIT}",
-            "temporal_query.lua",
-            qenv,
-            f"{qpath}&timerel=between&{window}",
-            lambda d: check_query(d, c, 1),
-        ),
-    ]
+        title = f"{title}: {g.instances:,} inst ({g.key})"
+        works.append(
+            Work(key, title, "temporal_entity.lua", env, sample, partial(check, g=g), *rest)
+        )
+    window = urlencode({"timerel": "between", "timeAt": stamp(24), "endTimeAt": stamp(48)})
+    env = {"BENCH_TYPE": c.etype, "BENCH_ATTRS": ATTR, "BENCH_LIMIT": str(QUERY_LIMIT)}
+    sample = f"{API}/temporal/entities?type={c.etype}&attrs={ATTR}&limit={QUERY_LIMIT}&{window}"
+    title = f"query type+attrs, 1-day window, limit={QUERY_LIMIT} (C)"
+    check = partial(check_query, g=c, day=1)
+    return [*works, Work("query_c", title, "temporal_query.lua", env, sample, check)]
 
 
 # ------------------------------------------------------------------ profiling
 
 
 @contextmanager
-def profiled(pid: int, out_dir: Path | None, name: str):
+def profiled(pid: int, out_dir: Path | None, name: str) -> Iterator[None]:
     """py-spy record (raw collapsed stacks) of the server while the block runs."""
     if out_dir is None:
         yield
@@ -483,6 +427,7 @@ def profiled(pid: int, out_dir: Path | None, name: str):
             spy.wait(60)
         if spy.poll() is None:
             spy.kill()
+            spy.wait(5)
 
 
 # ------------------------------------------------------------------ report
@@ -495,301 +440,266 @@ class Run:
     result: WrkResult | None = None
     cpu: dict[str, float] = field(default_factory=dict)
     answer_bytes: int = 0
+    wrong: list[str] = field(default_factory=list)  # what the sample answer got wrong
+    solo_ms: float | None = None  # median of the sample request repeated by one client
     blocked: str | None = None
 
+    def ok(self, work: Work) -> bool:
+        r = self.result
+        ok = not self.blocked and not self.wrong and r is not None and r.ok
+        return ok and work.passes(r) is not False
 
-def _cells(cpu: dict[str, float]) -> tuple[str, str]:
+
+@dataclass
+class Report:
+    """Everything measured; printed as one table, optionally saved as JSON."""
+
+    header: list[str]
+    loads: list[LoadFigure] = field(default_factory=list)
+    runs: dict[str, Run] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def failed(self, works: list[Work]) -> bool:
+        bad_runs = not all(self.runs.get(w.key, Run()).ok(w) for w in works)
+        return bool(self.problems) or bad_runs or not all(f.ok for f in self.loads)
+
+    def render(self, works: list[Work]) -> str:
+        out = [*self.header, "", f"Bulk load, timed: POST /temporal/entities, {LOAD_CLIENTS} conns"]
+        row = "   {:<42} {:>9} {:>7} {:>8} {:>9} {:>6} {:>6}  {:<20} {}"
+        titles = ["group", "rows", "bodies", "seconds", "rows/s", "server", "other", "target"]
+        out.append(row.format(*titles, "verdict"))
+        for f in self.loads:
+            target = f">= {LOAD_TARGET:,} rows/s" if f.aimed else "-"
+            verdict = ("PASS" if f.ok else "FAIL") if f.aimed or f.failures else "-"
+            cells = [f"{f.rows:,}", f"{f.bodies:,}", f"{f.seconds:.2f}", f"{f.rate:,.0f}"]
+            out.append(row.format(f.label, *cells, *_cells(f.cpu), target, verdict))
+        out += ["", "Retrieval: GET one random entity of the group a request (query: type+attrs)"]
+        row = "{:<2} {:<44} {:>7} {:>9} {:>9} {:>9} {:>8} {:>6} {:>6}  {:<16} {:<7} {}"
+        titles = ["#", "workload", "req/s", "median", "p95", "1 client", "answer", "server"]
+        titles.append("other")
+        out += [row.format(*titles, "target", "verdict", "Stellio, 8 vCPU"), "-" * 148]
+        for n, work in enumerate(works, 1):
+            run = self.runs.get(work.key, Run())
+            r = run.result
+            if run.blocked or r is None or not r.ok:
+                cells = ["BLOCKED" if run.blocked else "ERRORS", "", "", "", "", "", ""]
+                out.append(row.format(n, work.title, *cells, work.target, "FAIL", work.stellio))
+                out.append(f"   !!! {str(run.blocked or (r.problem if r else 'not run'))[:400]}")
+                continue
+            verdict = "-" if work.passes(r) is None else ("PASS" if run.ok(work) else "FAIL")
+            verdict = "FAIL" if run.wrong else verdict
+            cells = [f"{r.rps:,.0f}", f"{r.p50_ms:.1f} ms", f"{r.p95_ms:.1f} ms"]
+            cells.append(f"{run.solo_ms:.1f} ms" if run.solo_ms is not None else "")
+            cells += [f"{run.answer_bytes / 1024:,.0f} kB", *_cells(run.cpu), work.target]
+            out.append(row.format(n, work.title, *cells, verdict, work.stellio))
+            out += [f"   !!! wrong answer: {w[:300]}" for w in run.wrong[:3]]
+            if r.requests < FEW_REQUESTS:
+                out.append(f"   !!! only {r.requests} requests completed: figures not meaningful")
+        out.append(
+            "   median, p95: wrk, 10 connections; 1 client: median of the sample request "
+            "repeated by one Python client, back to back (unloaded latency)\n"
+            "   server / other CPU: % of one core used by the server / by processes other than "
+            f"the server, wrk and this runner (* = NOISY, >= {NOISY_PCT:.0f}%)"
+        )
+        out += ["", *self.notes]
+        if self.problems:
+            out += ["", "!!! PROBLEMS", *(f"   {p}" for p in self.problems)]
+        return "\n".join(out)
+
+
+def _cells(cpu: dict[str, float]) -> list[str]:
     if not cpu:
-        return "", ""
+        return ["", ""]
     noisy = "*" if cpu["other"] >= NOISY_PCT else ""
-    return f"{cpu['server']:.0f}%", f"{cpu['other']:.0f}%{noisy}"
+    return [f"{cpu['server']:.0f}%", f"{cpu['other']:.0f}%{noisy}"]
 
 
-def render(
-    header: list[str],
-    loads: list[LoadFigure],
-    works: list[Work],
-    runs: dict[str, Run],
-    refs: list[str],
-    notes: list[str],
-    problems: list[str],
-) -> str:
-    out = [*header, "", "Bulk load, timed: POST /temporal/entities over 2 connections"]
-    row = "   {:<44} {:>10} {:>7} {:>8} {:>11} {:>6} {:>6}  {:<20} {}"
-    out.append(
-        row.format(
-            "group", "rows", "bodies", "seconds", "rows/s", "server", "other", "target", "verdict"
-        )
-    )
-    for fig in loads:
-        aimed = fig.label.startswith(("B", "C", "all"))
-        verdict = "-" if not aimed else ("PASS" if fig.rate >= LOAD_TARGET else "FAIL")
-        verdict = "FAIL" if fig.failures else verdict
-        target = f">= {LOAD_TARGET:,} rows/s" if aimed else "-"
-        out.append(
-            row.format(
-                fig.label,
-                f"{fig.rows:,}",
-                f"{fig.bodies:,}",
-                f"{fig.seconds:.2f}",
-                f"{fig.rate:,.0f}",
-                *_cells(fig.cpu),
-                target,
-                verdict,
-            )
-        )
-    out += ["", "Retrieval: one random entity of the group per request (query: type + attrs)"]
-    row = "{:<2} {:<44} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6}  {:<16} {:<7} {}"
-    out.append(
-        row.format(
-            "#",
-            "workload",
-            "req/s",
-            "median",
-            "p95",
-            "answer",
-            "server",
-            "other",
-            "target",
-            "verdict",
-            "Stellio, 8 vCPU",
-        )
-    )
-    out.append("-" * 140)
-    for n, work in enumerate(works, 1):
-        run = runs.get(work.key, Run())
-        r = run.result
-        if run.blocked or r is None or not r.ok:
-            why = run.blocked or (r.problem if r else "not run")
-            out.append(
-                row.format(
-                    n,
-                    work.title,
-                    "BLOCKED" if run.blocked else "ERRORS",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    work.target,
-                    "FAIL",
-                    work.stellio,
-                )
-            )
-            out.append(f"   !!! {str(why)[:400]}")
-            continue
-        verdict = "-" if work.passes is None else ("PASS" if work.passes(r) else "FAIL")
-        size = f"{run.answer_bytes / 1024:,.0f} kB"
-        out.append(
-            row.format(
-                n,
-                work.title,
-                f"{r.rps:,.0f}",
-                f"{r.p50_ms:.1f} ms",
-                f"{r.p95_ms:.1f} ms",
-                size,
-                *_cells(run.cpu),
-                work.target,
-                verdict,
-                work.stellio,
-            )
-        )
-        if r.requests < FEW_REQUESTS:
-            out.append(f"   !!! only {r.requests} requests completed: figures not meaningful")
-    out.append(
-        "   server / other CPU: % of one core used by the server / by processes other than "
-        f"the server, wrk and this runner (* = NOISY, >= {NOISY_PCT:.0f}%)"
-    )
-    out += ["", "References (same run, same machine)", *(f"   {line}" for line in refs)]
-    out += [f"   {STELLIO} (published; other hardware)", "", *notes]
-    if problems:
-        out += ["", "!!! PROBLEMS", *(f"   {p}" for p in problems)]
-    return "\n".join(out)
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
-# ------------------------------------------------------------------ main
+# ------------------------------------------------------------------ running
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=None, help="seconds per workload [10]")
-    parser.add_argument("--quick", action="store_true", help="smaller groups, 2 s workloads")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=QUIET_WAIT_S,
-        help="wait up to this long for other processes to go idle [60]",
-    )
-    parser.add_argument(
-        "--py-spy",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="record the server with py-spy (raw stacks) into DIR",
-    )
-    args = parser.parse_args(argv)
-    duration = args.duration or (2 if args.quick else 10)
-    env_sync = os.environ.get("URBANSTACK_SQLITE_SYNCHRONOUS")
-    sync = (env_sync or "FULL").upper()
-
-    print("generating the histories ...", file=sys.stderr, flush=True)
-    groups = make_groups(QUICK if args.quick else FULL)
-    by_key = {g.key: g for g in groups}
-    works = workloads(by_key)
+def load_all(server: Server, groups: list[Group], report: Report, args: argparse.Namespace) -> None:
+    """The timed load, group after group, then the stored counts checked."""
+    pid, port = server.proc.pid, server.port
+    bodies = {g.key: g.bodies() for g in groups}
     total_rows = sum(g.rows for g in groups)
-    header = [
-        "urbanstack temporal benchmark",
-        *(f"   {line}" for line in _versions(server_env_for(REPO))),
-        f"   {_cpu()}; wrk -t1 -c{CONNECTIONS} closed loop on {HOST}; {duration} s per "
-        f"workload; SQLite synchronous={sync}",
-        f"   groups: {'; '.join(g.label for g in groups)}; {total_rows:,} rows (1 attribute, "
-        f"{ATTR}, one instance an hour from {stamp(0)}, unitCode GQ)",
-        f"   aggregation period {PERIOD} ({PERIOD_HOURS} instances a bucket); server run "
-        f"with URBANSTACK_TEMPORAL_INSTANCE_LIMIT={INSTANCE_LIMIT} so that normalized and "
-        "temporalValues answer every instance (200, no 206)",
-        f"   command: {' '.join([Path(sys.executable).name, *sys.argv])}",
-    ]
-    loads: list[LoadFigure] = []
-    runs: dict[str, Run] = {}
-    refs: list[str] = []
-    notes: list[str] = []
-    problems: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="urbanstack-temporal-") as tmp, _terminate_on_sigterm():
+    say(f"loading {total_rows:,} rows ...")
+    wait_quiet(pid, args.quiet_wait)
+    with profiled(pid, args.py_spy, "load"):
+        all_meter = CpuMeter(pid)
+        for g in groups:
+            meter = CpuMeter(pid)
+            seconds, failed = post_all(port, bodies[g.key])
+            fig = LoadFigure(g.label, g.rows, len(bodies[g.key]), seconds, meter.read(), failed)
+            fig.aimed = g.per_body >= 1000
+            report.loads.append(fig)
+            report.problems += [f"load {g.key}: {f}" for f in failed[:3]]
+            say(f"  {g.key}: {fig.rate:,.0f} rows/s")
+        seconds = sum(f.seconds for f in report.loads)
+        count = sum(map(len, bodies.values()))
+        fig = LoadFigure("all groups", total_rows, count, seconds, all_meter.read(), [], True)
+        report.loads.append(fig)
+    for g in groups:
+        if (got := stored_rows(port, g)) != g.rows:
+            report.problems.append(f"group {g.key}: the server counts {got} instances of {g.rows}")
+
+
+def run_work(server: Server, work: Work, data: Path, report: Report, args: argparse.Namespace):
+    """Precheck the request and its answer, wait for a quiet machine, run wrk."""
+    run = report.runs[work.key] = Run()
+    status, _, answer = request(server.port, "GET", work.sample)
+    if status != 200:
+        run.blocked = f"GET {work.sample} -> {status} {answer[:300]!r}"
+        report.problems.append(f"{work.title}: BLOCKED: {run.blocked}")
+        return
+    run.wrong = work.validate(json.loads(answer))
+    report.problems += [f"{work.title}: GET {work.sample}: {w}" for w in run.wrong]
+    run.answer_bytes = len(answer)
+    wait_quiet(server.proc.pid, args.quiet_wait)
+    run.solo_ms = solo_median(server.port, work.sample, 1.0 if args.quick else 3.0)
+    say(f"  {work.key} ({args.duration} s) ...")
+    env = {**work.env, "BENCH_DATA": str(data), "BENCH_EXPECT": "200"}
+    with profiled(server.proc.pid, args.py_spy, work.key):
+        meter = CpuMeter(server.proc.pid)
+        run.result = r = run_wrk(work.script, server.port, args.duration, env)
+        run.cpu = meter.read()
+    if not r.ok:
+        report.problems.append(f"{work.title}: {r.problem}")
+        if r.bad_sample:
+            report.problems.append(f"   first bad answer: {r.bad_sample[:400]}")
+    say(f"    {r.rps:,.0f} req/s, p50 {r.p50_ms:.1f} ms")
+
+
+def solo_median(port: int, path: str, seconds: float) -> float:
+    """Median latency (ms) of one request repeated back to back by one Python client."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    try:
+        while time.perf_counter() < deadline or len(times) < 5:
+            started = time.perf_counter()
+            request(port, "GET", path, conn=conn)
+            times.append(time.perf_counter() - started)
+    finally:
+        conn.close()
+    return 1000 * statistics.median(times)
+
+
+def run_all(args: argparse.Namespace, groups: list[Group], works: list[Work], report: Report):
+    """Start the server, load, run every workload, stop it; then the raw SQLite reference."""
+    total_rows = sum(g.rows for g in groups)
+    with tempfile.TemporaryDirectory(prefix="urbanstack-temporal-") as tmp:
         tmpdir = Path(tmp)
         data = tmpdir / "wrk-data"
         data.mkdir()
         for g in groups:
             (data / f"ids_{g.key}.txt").write_text("\n".join(g.ids) + "\n")
-        days = by_key["C"].instances // 24
-        windows = (f"{stamp(24 * d)} {stamp(24 * d + 24)}" for d in range(days))
-        (data / "windows.txt").write_text("\n".join(windows) + "\n")
-        env = server_env_for(REPO)
-        env["URBANSTACK_TEMPORAL_INSTANCE_LIMIT"] = str(INSTANCE_LIMIT)
+        days = range(groups[-1].instances // 24)
+        windows = "".join(f"{stamp(24 * d)} {stamp(24 * d + 24)}\n" for d in days)
+        (data / "windows.txt").write_text(windows)
+        env = server_env_for(REPO) | {"URBANSTACK_TEMPORAL_INSTANCE_LIMIT": str(INSTANCE_LIMIT)}
         port = free_port()
-        store = tmpdir / "temporal.db"
-        server = Server(
-            "urbanstack serve", _urbanstack_cmd(port, store), port, tmpdir / "server.log", env
-        )
+        cmd = _urbanstack_cmd(port, tmpdir / "temporal.db")
+        server = Server("urbanstack serve", cmd, port, tmpdir / "server.log", env)
         try:
             server.wait_ready()
             rss_idle = server.status_kb("VmRSS") or 0
-            bodies = {g.key: g.bodies() for g in groups}
-            print(f"loading {total_rows:,} rows ...", file=sys.stderr, flush=True)
-            wait_quiet(server.proc.pid, args.quiet_wait)
-            with profiled(server.proc.pid, args.py_spy, "load"):
-                all_meter = CpuMeter(server.proc.pid)
-                for g in groups:
-                    meter = CpuMeter(server.proc.pid)
-                    seconds, failed = post_all(port, bodies[g.key])
-                    fig = LoadFigure(
-                        g.label, g.rows, len(bodies[g.key]), seconds, meter.read(), failed
-                    )
-                    loads.append(fig)
-                    problems += [f"load {g.key}: {f}" for f in failed[:3]]
-                    print(f"  {g.key}: {fig.rate:,.0f} rows/s", file=sys.stderr, flush=True)
-                total_s = sum(f.seconds for f in loads)
-                loads.append(
-                    LoadFigure(
-                        "all groups",
-                        total_rows,
-                        sum(map(len, bodies.values())),
-                        total_s,
-                        all_meter.read(),
-                        [],
-                    )
-                )
-            del bodies
-            db_bytes = sum(f.stat().st_size for f in tmpdir.glob("temporal.db*"))
-            rss_loaded = server.status_kb("VmRSS") or 0
-            for g in groups:
-                got = stored_rows(port, g)
-                if got != g.rows:
-                    problems.append(f"group {g.key}: server counts {got} instances, sent {g.rows}")
-            notes.append(
-                f"Store after the load: {db_bytes / 2**20:,.0f} MB (db + wal) = "
-                f"{db_bytes / total_rows:,.0f} bytes/row; server RSS {rss_idle / 1024:,.0f} MB "
-                f"idle, {rss_loaded / 1024:,.0f} MB after the load; instance counts checked "
-                "with aggregated totalCount per group."
+            load_all(server, groups, report, args)
+            size = report.facts["store_bytes"] = sum(
+                f.stat().st_size for f in tmpdir.glob("temporal.db*")
             )
+            rss_loaded = server.status_kb("VmRSS") or 0
             for work in works:
-                run = runs[work.key] = Run()
-                status, _, answer = request(port, "GET", work.sample)
-                found = [] if status != 200 else work.validate(json.loads(answer))
-                if status != 200 or found:
-                    run.blocked = f"GET {work.sample} -> {status} {found or answer[:300]!r}"
-                    problems.append(f"{work.title}: {run.blocked[:600]}")
-                    if status != 200:
-                        continue
-                run.answer_bytes = len(answer)
-                wait_quiet(server.proc.pid, args.quiet_wait)
-                print(f"  {work.key} ({duration} s) ...", file=sys.stderr, flush=True)
-                wrk_env = {**work.env, "BENCH_DATA": str(data), "BENCH_EXPECT": "200"}
-                with profiled(server.proc.pid, args.py_spy, work.key):
-                    meter = CpuMeter(server.proc.pid)
-                    run.result = run_wrk(work.script, port, duration, wrk_env)
-                    run.cpu = meter.read()
-                if not run.result.ok:
-                    problems.append(f"{work.title}: {run.result.problem}")
-                    if run.result.bad_sample:
-                        problems.append(f"   first bad answer: {run.result.bad_sample[:400]}")
-                print(
-                    f"    {run.result.rps:,.0f} req/s, p50 {run.result.p50_ms:.1f} ms",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                run_work(server, work, data, report, args)
             hwm = server.status_kb("VmHWM") or 0
-            notes.append(f"Server VmHWM at the end: {hwm / 1024:,.0f} MB.")
         finally:
             server.stop()
         if server.exit_code not in (0, -signal.SIGTERM):
-            problems.append(f"server exit code {server.exit_code}: {server.log_tail(10)}")
-        problems += [f"server log: {line[:300]}" for line in server.log_problems()[:5]]
+            report.problems.append(f"server exit {server.exit_code}: {server.log_tail(10)}")
+        report.problems += [f"server log: {line[:300]}" for line in server.log_problems()[:5]]
 
-        print("reference: raw SQLite inserts ...", file=sys.stderr, flush=True)
-        batches = raw_batches(groups)
-        raw: dict[str, float] = {}
+        say("reference: raw SQLite inserts ...")
+        batches: list[list[tuple[Any, ...]]] = []
+        for n, g in enumerate(groups):
+            eid = 1 + sum(x.entities for x in groups[:n])
+            batches += g.raw_batches(eid, 1 + sum(map(len, batches)), int(time.time() * 1e6))
+        raw = report.facts["raw_rows_per_s"] = {}
         for one in (True, False):
             wait_quiet(-1, args.quiet_wait)
-            raw["one_txn" if one else "per_body"] = raw_sqlite(
-                tmpdir / "raw.db", batches, sync, one=one
-            )
-        raw_bytes = sum(f.stat().st_size for f in tmpdir.glob("raw.db*"))
-        server_rate = loads[-1].rate
-        refs.append(
-            f"raw SQLite executemany, same {total_rows:,} rows, attr_instances shape (WITHOUT "
-            f"ROWID, WAL, synchronous={sync}): {raw['one_txn']:,.0f} rows/s in 1 transaction, "
-            f"{raw['per_body']:,.0f} rows/s in {len(batches):,} (1 per POST body)"
-        )
-        refs.append(
-            f"server bulk load {server_rate:,.0f} rows/s = {100 * server_rate / raw['one_txn']:.0f}"
-            f"% of raw 1-txn, {100 * server_rate / raw['per_body']:.0f}% of raw per-body; raw "
-            f"store {raw_bytes / 2**20:,.0f} MB = {raw_bytes / total_rows:,.0f} bytes/row"
-        )
+            key = "1 txn" if one else "per body"
+            raw[key] = raw_sqlite(tmpdir / "raw.db", batches, args.sync, one=one)
+        raw_size = sum(f.stat().st_size for f in tmpdir.glob("raw.db*"))
+    rate = report.loads[-1].rate
+    report.notes += [
+        "References (same run, same machine)",
+        f"   raw SQLite executemany of the same {total_rows:,} rows, attr_instances shape "
+        f"(WITHOUT ROWID, WAL, synchronous={args.sync}): {raw['1 txn']:,.0f} rows/s in 1 "
+        f"transaction, {raw['per body']:,.0f} rows/s in {len(batches):,} (1 per POST body)",
+        f"   server bulk load {rate:,.0f} rows/s = {100 * rate / raw['1 txn']:.0f}% of raw in 1 "
+        f"txn, {100 * rate / raw['per body']:.0f}% of raw per body",
+        f"   {STELLIO} (published; other hardware)",
+        "",
+        f"Store after the load: {size / 2**20:,.0f} MB (db + wal) = {size / total_rows:,.0f} "
+        f"bytes/row (raw SQLite: {raw_size / 2**20:,.0f} MB = {raw_size / total_rows:,.0f} "
+        f"bytes/row); server RSS {rss_idle / 1024:,.0f} MB idle, {rss_loaded / 1024:,.0f} MB "
+        f"after the load, VmHWM {hwm / 1024:,.0f} MB at the end; stored instances checked per "
+        "group (aggregated totalCount).",
+    ]
 
-    print(render(header, loads, works, runs, refs, notes, problems))
-    failed = bool(problems) or any(f.rate < LOAD_TARGET for f in loads if f.label[0] in "BCa")
-    for work in works:
-        r = runs.get(work.key, Run()).result
-        failed |= r is None or not r.ok or (work.passes is not None and not work.passes(r))
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the flags, run everything, print the table; 0 when every target passed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--duration", type=int, default=None, help="seconds per workload [10]")
+    add("--quick", action="store_true", help="smoke test: smaller groups, 2 s workloads")
+    add("--json", type=Path, default=None, help="also write the results here")
+    add("--quiet-wait", type=float, default=QUIET_WAIT_S, help="wait for an idle machine [60]")
+    add("--aligned", action="store_true", help="every entity observes on the hour")
+    add("--py-spy", type=Path, default=None, metavar="DIR", help="py-spy the server into DIR")
+    args = parser.parse_args(argv)
+    args.duration = args.duration or (2 if args.quick else 10)
+    env_sync = os.environ.get("URBANSTACK_SQLITE_SYNCHRONOUS")
+    args.sync = (env_sync or "FULL").upper()
+    say("generating the histories ...")
+    groups = make_groups(QUICK if args.quick else FULL, args.aligned)
+    works = workloads({g.key: g for g in groups})
+    report = Report(
+        [
+            "urbanstack temporal benchmark",
+            *(f"   {line}" for line in _versions(server_env_for(REPO))),
+            f"   {_cpu()}; wrk -t1 -c{CONNECTIONS} closed loop on {HOST}; {args.duration} s "
+            f"per workload; SQLite synchronous={args.sync}{'' if env_sync else ' (default)'}",
+            f"   groups {'; '.join(g.label for g in groups)}: {sum(g.rows for g in groups):,} "
+            f"rows (one attribute, {ATTR}, one instance an hour from {stamp(0)}, "
+            + ("all on the hour" if args.aligned else "each entity at its own minute and second")
+            + "; unitCode GQ)",
+            f"   aggregation period {PERIOD} ({PERIOD_HOURS} instances a bucket); the server "
+            f"runs with URBANSTACK_TEMPORAL_INSTANCE_LIMIT={INSTANCE_LIMIT} so that normalized "
+            "and temporalValues answer every instance (200, no 206)",
+            f"   command: {' '.join([Path(sys.executable).name, *sys.argv])}",
+        ]
+    )
+    with _terminate_on_sigterm():
+        run_all(args, groups, works, report)
+    print(report.render(works))
     if args.json is not None:
         payload = {
-            "load": [asdict(f) | {"rows_per_s": f.rate} for f in loads],
-            "retrieval": {
-                k: {**asdict(r.result), "cpu": r.cpu, "answer_bytes": r.answer_bytes}
-                if r.result
-                else {"blocked": r.blocked}
-                for k, r in runs.items()
-            },
-            "raw_sqlite_rows_per_s": raw,
-            "store_bytes": db_bytes,
-            "synchronous": sync,
-            "duration_s": duration,
+            "load": [asdict(f) | {"rows_per_s": f.rate} for f in report.loads],
+            "retrieval": {k: asdict(r) for k, r in report.runs.items()},
+            **report.facts,
+            "synchronous": args.sync,
+            "duration_s": args.duration,
             "groups": [[g.key, g.etype, g.entities, g.instances, g.per_body] for g in groups],
-            "problems": problems,
+            "problems": report.problems,
         }
         args.json.write_text(json.dumps(payload, indent=2))
-    return 1 if failed else 0
+    return 1 if report.failed(works) else 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ one and the modification time otherwise, so every instance has a place on the ti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -68,24 +69,38 @@ def decode_value(vt: int, val: Any) -> Any:
     return val
 
 
+_NOT_EXTRA = frozenset({*_ROW_MEMBERS, *VALUE_MEMBER.values()})
+
+
+@lru_cache(maxsize=256)
+def _unit_extra(unit_code: str) -> bytes:
+    return orjson.dumps({"unitCode": unit_code})
+
+
 def history_row(attr: str, inst: Instance, modified_at: str) -> HistoryRow:
     """The history row of a stored-form instance written at ``modified_at``."""
     vt, val = encode_value(inst)
-    member = VALUE_MEMBER.get(inst["type"], "value")
-    rest = {k: v for k, v in inst.items() if k != member and k not in _ROW_MEMBERS}
+    others = inst.keys() - _NOT_EXTRA
+    if not others:
+        extra = None
+    elif others == {"unitCode"}:
+        extra = _unit_extra(inst["unitCode"])  # most readings: one shared encoding
+    else:
+        member = VALUE_MEMBER.get(inst["type"], "value")
+        extra = orjson.dumps({k: v for k, v in inst.items() if k in others and k != member})
     modified = to_micros(inst.get("modifiedAt", modified_at))
     observed_at = inst.get("observedAt")
     return HistoryRow(
-        attr=attr,
-        kind=inst["type"],
-        vt=vt,
-        val=val,
-        extra=orjson.dumps(rest) if rest else None,
-        dataset_id=inst.get("datasetId"),
-        observed=to_micros(observed_at) if observed_at else modified,
-        has_observed=observed_at is not None,
-        created=modified,
-        modified=modified,
+        attr,
+        inst["type"],
+        vt,
+        val,
+        extra,
+        inst.get("datasetId"),
+        to_micros(observed_at) if observed_at else modified,
+        observed_at is not None,
+        modified,
+        modified,
     )
 
 

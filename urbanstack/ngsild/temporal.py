@@ -53,11 +53,17 @@ def to_micros(stamp: str) -> int:
 
 def from_micros(micros: int) -> str:
     """The public NGSI-LD form (UTC, milliseconds) of a time in microseconds."""
-    dt = _EPOCH + timedelta(microseconds=micros)
-    return (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
-        f"{dt.second:02d}.{dt.microsecond // 1000:03d}Z"
-    )
+    seconds, fraction = divmod(micros, MICROS_PER_SECOND)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_day(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction // 1000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _day(days: int) -> str:
+    """``YYYY-MM-DD`` of a day number since the epoch (cached: answers span few days)."""
+    return datetime.fromordinal(_EPOCH_ORDINAL + days).strftime("%Y-%m-%d")
 
 
 def parse_time(value: object, what: str) -> int:

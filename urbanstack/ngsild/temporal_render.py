@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
+
 from urbanstack.ngsild.history import (
+    VT_BOOL,
+    VT_JSON,
     AttributeAggregate,
     HistoryRow,
     TemporalEntity,
@@ -39,36 +43,67 @@ def format_time(micros: int) -> str:
     return text
 
 
+_PLAIN_KINDS = frozenset({"Property", "GeoProperty", "Relationship"})
+
+
 def _normalized(rows: list[HistoryRow], terms: TermMap, opts: RenderOptions) -> list[Any]:
     out = []
     for row in rows:
-        inst = row_instance(row)
-        if row.has_observed:
-            inst["observedAt"] = from_micros(row.observed)
-        if opts.sys_attrs:
-            inst["createdAt"] = from_micros(row.created)
-            inst["modifiedAt"] = from_micros(row.modified)
-        rendered = render_instance(inst, terms, opts, False)
+        if row.kind in _PLAIN_KINDS and opts.lang is None and row.vt != VT_JSON:
+            # the common reading (a number, text or object URI, maybe a unit): no instance
+            # dict to build and render, the same members in the same order
+            rendered: dict[str, Any] = {
+                "type": row.kind,
+                "object" if row.kind == "Relationship" else "value": (
+                    bool(row.val) if row.vt == VT_BOOL else row.val
+                ),
+            }
+            if row.has_observed:
+                rendered["observedAt"] = from_micros(row.observed)
+            extra = orjson.loads(row.extra) if row.extra is not None else None
+            if extra is not None and "unitCode" in extra:
+                rendered["unitCode"] = extra.pop("unitCode")
+            if row.dataset_id is not None:
+                rendered["datasetId"] = row.dataset_id
+            if extra:  # objectType, sub-attributes: the general path renders them
+                rendered = _render_row(row, terms, opts)
+            elif opts.sys_attrs:
+                rendered["createdAt"] = from_micros(row.created)
+                rendered["modifiedAt"] = from_micros(row.modified)
+        else:
+            rendered = _render_row(row, terms, opts)
         rendered["instanceId"] = instance_id(row.iid or 0)
         out.append(rendered)
     return out
 
 
+def _render_row(row: HistoryRow, terms: TermMap, opts: RenderOptions) -> dict[str, Any]:
+    inst = row_instance(row)
+    if row.has_observed:
+        inst["observedAt"] = from_micros(row.observed)
+    if opts.sys_attrs:
+        inst["createdAt"] = from_micros(row.created)
+        inst["modifiedAt"] = from_micros(row.modified)
+    return render_instance(inst, terms, opts, False)  # type: ignore[no-any-return]
+
+
 def _simplified(rows: list[HistoryRow], terms: TermMap, timeproperty: str) -> Any:
     series: dict[str | None, dict[str, Any]] = {}
     for row in rows:
-        inst = row_instance(row)
         target = series.get(row.dataset_id)
         if target is None:
             target = {"type": row.kind, VALUES_MEMBER[row.kind]: []}
             if row.dataset_id is not None:
                 target["datasetId"] = row.dataset_id
             series[row.dataset_id] = target
-        value = compact_value(inst, terms)
-        if row.kind in _WRAPPED:
-            value = {_WRAPPED[row.kind]: value}
-        elif row.kind == "ListRelationship":
-            value = [item["object"] for item in value]
+        if row.kind in _PLAIN_KINDS and row.vt != VT_JSON:
+            value = bool(row.val) if row.vt == VT_BOOL else row.val
+        else:
+            value = compact_value(row_instance(row), terms)
+            if row.kind in _WRAPPED:
+                value = {_WRAPPED[row.kind]: value}
+            elif row.kind == "ListRelationship":
+                value = [item["object"] for item in value]
         target[VALUES_MEMBER[row.kind]].append([value, from_micros(row_time(row, timeproperty))])
     out = list(series.values())
     return out[0] if len(out) == 1 else out
@@ -80,10 +115,11 @@ def _aggregated(aggregates: list[AttributeAggregate], methods: tuple[str, ...]) 
         rendered: dict[str, Any] = {"type": aggregate.kind}
         if aggregate.dataset_id is not None:
             rendered["datasetId"] = aggregate.dataset_id
+        bounds = [(from_micros(b.start), from_micros(b.end)) for b in aggregate.buckets]
         for method in methods:
             rendered[method] = [
-                [b.values.get(method), from_micros(b.start), from_micros(b.end)]
-                for b in aggregate.buckets
+                [b.values.get(method), start, end]
+                for b, (start, end) in zip(aggregate.buckets, bounds, strict=True)
             ]
         out.append(rendered)
     return out[0] if len(out) == 1 else out

@@ -1,13 +1,15 @@
 """Entity history on SQLite: writing instance rows, reading time ranges, aggregating in SQL.
 
-Rows live in ``attr_instances`` clustered by (entity, attribute, time), so one
-attribute's time range is one B-tree range; aggregation is one ``GROUP BY`` per
-attribute over integer time buckets (fixed periods) or over a small table of period
-bounds (calendar periods: months, years).
+Rows live in ``attr_instances`` clustered by series (entity, attribute, datasetId) and
+time, so one series' time range is one B-tree range read in time order. Aggregation is
+one ``GROUP BY`` per series over integer time buckets (fixed periods) or over a small
+table of period bounds (calendar periods: months, years), computing only the methods
+asked for.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -18,6 +20,7 @@ import orjson
 from urbanstack.ngsild.history import (
     VT_BOOL,
     VT_JSON,
+    VT_NUMBER,
     AggregateBucket,
     AttributeAggregate,
     HistoryRow,
@@ -29,8 +32,10 @@ from urbanstack.ngsild.temporal import Aggregation, TemporalQuery, bucket_starts
 KIND_CODES = {name: code for code, name in enumerate(ATTRIBUTE_TYPES)}
 MAX_CALENDAR_PERIODS = 10_000
 _TIME_COLUMNS = {"observedAt": "observed", "createdAt": "created", "modifiedAt": "modified"}
-_ROW_COLUMNS = "observed, iid, has_observed, created, modified, kind, dataset_id, vt, val, extra"
+_ROW_COLUMNS = "observed, iid, has_observed, created, modified, kind, ds, vt, num, val, extra"
+_TIME_INDEX = {"observed": 0, "created": 3, "modified": 4}
 CHUNK = 500
+Series = tuple[int, str]  # (pid, ds)
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -100,24 +105,27 @@ def insert_rows(
 
 
 _INSERT = (
-    "INSERT INTO attr_instances (eid, pid, observed, iid, has_observed, created, modified, "
-    "kind, dataset_id, vt, val, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO attr_instances (eid, pid, ds, observed, iid, has_observed, created, modified, "
+    "kind, vt, num, val, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+_NUMERIC_VT = (VT_NUMBER, VT_BOOL)
 
 
 def _row_params(eid: int, pid: int, row: HistoryRow) -> tuple[Any, ...]:
+    numeric = row.vt in _NUMERIC_VT
     return (
         eid,
         pid,
+        row.dataset_id or "",
         row.observed,
         row.iid,
         int(row.has_observed),
         row.created,
         row.modified,
         KIND_CODES[row.kind],
-        row.dataset_id,
         row.vt,
-        row.val,
+        row.val if numeric else None,
+        None if numeric else row.val,
         row.extra,
     )
 
@@ -146,16 +154,17 @@ def replace_instance(
 ) -> bool:
     """Overwrite instance ``iid`` with ``row`` (keeping its number and creation time)."""
     found = conn.execute(
-        "SELECT observed, created FROM attr_instances WHERE eid = ? AND pid = ? AND iid = ?",
+        "SELECT ds, observed, created FROM attr_instances WHERE eid = ? AND pid = ? AND iid = ?",
         (eid, pid, iid),
     ).fetchone()
     if found is None:
         return False
     conn.execute(
-        "DELETE FROM attr_instances WHERE eid = ? AND pid = ? AND observed = ? AND iid = ?",
-        (eid, pid, found[0], iid),
+        "DELETE FROM attr_instances WHERE eid = ? AND pid = ? AND ds = ? AND observed = ? "
+        "AND iid = ?",
+        (eid, pid, found[0], found[1], iid),
     )
-    row.iid, row.created = iid, found[1]
+    row.iid, row.created = iid, found[2]
     conn.execute(_INSERT, _row_params(eid, pid, row))
     return True
 
@@ -171,41 +180,61 @@ def entities_of_type(conn: sqlite3.Connection, entity_type: str) -> list[tuple[i
     ]
 
 
+ExportKey = tuple[int, str, int, int]  # (pid, ds, observed, iid)
+EXPORT_START: ExportKey = (-1, "", -1, -1)
+
+
 def export_batch(
     conn: sqlite3.Connection,
     eid: int,
-    after: tuple[int, int, int],
+    after: ExportKey,
     size: int,
     names: Callable[[int], str | None],
-) -> tuple[list[HistoryRow], tuple[int, int, int]]:
-    """The next ``size`` rows of entity ``eid`` after key ``after`` (pid, observed, iid)."""
+) -> tuple[list[HistoryRow], ExportKey]:
+    """The next ``size`` rows of entity ``eid`` after primary key ``after``."""
     rows = conn.execute(
         f"SELECT pid, {_ROW_COLUMNS} FROM attr_instances "
-        "WHERE eid = ? AND (pid, observed, iid) > (?, ?, ?) ORDER BY pid, observed, iid LIMIT ?",
+        "WHERE eid = ? AND (pid, ds, observed, iid) > (?, ?, ?, ?) "
+        "ORDER BY pid, ds, observed, iid LIMIT ?",
         (eid, *after, size),
     ).fetchall()
     out = [_history_row(names(r[0]) or "", r[1:]) for r in rows]
-    last = (rows[-1][0], rows[-1][1], rows[-1][2]) if rows else after
+    last = (rows[-1][0], rows[-1][7], rows[-1][1], rows[-1][2]) if rows else after
     return out, last
 
 
 # --- reading
 
 
-def attribute_pids(conn: sqlite3.Connection, eid: int) -> list[int]:
-    """The attributes an entity has history for, by skipping through the primary key
-    (one index seek per attribute instead of a scan of every instance)."""
-    pids: list[int] = []
-    last = -1
-    while True:
-        row = conn.execute(
-            "SELECT pid FROM attr_instances WHERE eid = ? AND pid > ? ORDER BY pid LIMIT 1",
-            (eid, last),
-        ).fetchone()
-        if row is None:
-            return pids
-        last = row[0]
-        pids.append(last)
+def series_of(conn: sqlite3.Connection, eid: int, pids: Iterable[int] | None) -> list[Series]:
+    """The (attribute, datasetId) series an entity has history for, by skipping through
+    the primary key: one index seek per series instead of a scan of every instance."""
+    found: list[Series] = []
+    if pids is None:
+        key: tuple[int, str] = (-1, "")
+        while True:
+            row = conn.execute(
+                "SELECT pid, ds FROM attr_instances WHERE eid = ? AND (pid, ds) > (?, ?) "
+                "ORDER BY pid, ds LIMIT 1",
+                (eid, *key),
+            ).fetchone()
+            if row is None:
+                return found
+            found.append(row)
+            key = (row[0], row[1] + "\uffff")  # the next dataset (or attribute)
+    for pid in pids:
+        ds, op = "", ">="  # the first dataset, then each following one
+        while True:
+            row = conn.execute(
+                f"SELECT ds FROM attr_instances WHERE eid = ? AND pid = ? AND ds {op} ? "
+                "ORDER BY ds LIMIT 1",
+                (eid, pid, ds),
+            ).fetchone()
+            if row is None:
+                break
+            ds, op = row[0], ">"
+            found.append((pid, ds))
+    return found
 
 
 def _time_clause(query: TemporalQuery, column: str) -> tuple[str, list[int]]:
@@ -223,73 +252,88 @@ def _time_clause(query: TemporalQuery, column: str) -> tuple[str, list[int]]:
 
 
 def _history_row(attr: str, r: tuple[Any, ...]) -> HistoryRow:
+    # r: observed, iid, has_observed, created, modified, kind, ds, vt, num, val, extra
     return HistoryRow(
-        attr=attr,
-        kind=ATTRIBUTE_TYPES[r[5]],
-        vt=r[7],
-        val=r[8],
-        extra=r[9],
-        dataset_id=r[6],
-        observed=r[0],
-        has_observed=bool(r[2]),
-        created=r[3],
-        modified=r[4],
-        iid=r[1],
+        attr,
+        ATTRIBUTE_TYPES[r[5]],
+        r[7],
+        r[9] if r[8] is None else r[8],
+        r[10],
+        r[6] or None,
+        r[0],
+        bool(r[2]),
+        r[3],
+        r[4],
+        r[1],
     )
 
 
 def read_instances(
-    conn: sqlite3.Connection, eid: int, attrs: dict[int, str], query: TemporalQuery
+    conn: sqlite3.Connection, eid: int, series: dict[Series, str], query: TemporalQuery
 ) -> tuple[dict[str, list[HistoryRow]], tuple[int, int] | None]:
-    """Each attribute's instances in the time range (oldest first), at most
-    ``query.instance_limit`` per attribute; the window actually covered when cut short."""
+    """Each attribute's instances in the time range (oldest first, datasets merged), at
+    most ``query.instance_limit`` per attribute; the window actually covered when cut short."""
     column = _TIME_COLUMNS[query.timeproperty]
     time_sql, time_params = _time_clause(query, column)
     descending = query.descending
     order = "DESC" if descending else "ASC"
     want = query.instance_limit
-    if query.last_n is not None and query.last_n <= want:
-        want, can_overflow = query.last_n, False
-    else:
-        can_overflow = True
+    can_overflow = not (query.last_n is not None and query.last_n <= want)
+    if not can_overflow:
+        want = query.last_n  # type: ignore[assignment]
+    fetch = want + 1 if can_overflow else want
+    at = _TIME_INDEX[column]
+    sql = (
+        f"SELECT {_ROW_COLUMNS} FROM attr_instances WHERE eid = ? AND pid = ? AND ds = ?"
+        f"{time_sql} ORDER BY {column} {order}, iid {order} LIMIT ?"
+    )
+    by_attr: dict[str, list[list[tuple[Any, ...]]]] = {}
+    for (pid, ds), attr in series.items():
+        raw = conn.execute(sql, (eid, pid, ds, *time_params, fetch)).fetchall()
+        if raw:
+            by_attr.setdefault(attr, []).append(raw)
     found: dict[str, list[HistoryRow]] = {}
     cut_at: list[int] = []
-    time_of = {"observed": 0, "created": 3, "modified": 4}[column]
-    for pid, attr in attrs.items():
-        raw = conn.execute(
-            f"SELECT {_ROW_COLUMNS} FROM attr_instances WHERE eid = ? AND pid = ?{time_sql} "
-            f"ORDER BY {column} {order}, iid {order} LIMIT ?",
-            (eid, pid, *time_params, want + 1 if can_overflow else want),
-        ).fetchall()
+    for attr, parts in by_attr.items():
+        if len(parts) == 1:
+            raw = parts[0]
+        else:  # several datasets: merge them on (time, instance number)
+            raw = list(heapq.merge(*parts, key=lambda r: (r[at], r[1]), reverse=descending))[:fetch]
         if can_overflow and len(raw) > want:
-            cut_at.append(raw[want][time_of])
+            cut_at.append(raw[want][at])
             raw = raw[:want]
-        if raw:
-            found[attr] = [_history_row(attr, r) for r in raw]
-    window = None
-    if cut_at:
-        # every attribute is complete up to the earliest cut (latest, going backwards)
-        boundary = max(cut_at) if descending else min(cut_at)
-        for attr, rows in list(found.items()):
-            kept = [
-                r
-                for r in rows
-                if (_time(r, column) > boundary if descending else _time(r, column) < boundary)
-            ]
-            if kept:
-                found[attr] = kept
-            else:
-                del found[attr]
-        low, high = query.time.bounds() if query.time is not None else (None, None)
-        times = [_time(r, column) for rows in found.values() for r in rows]
-        if descending:
-            window = (boundary, high if high is not None else max(times, default=boundary))
-        else:
-            window = (low if low is not None else min(times, default=boundary), boundary)
+        found[attr] = [_history_row(attr, r) for r in raw]
+    window = _cut(found, cut_at, column, descending, query) if cut_at else None
     if descending:
         for rows in found.values():
             rows.reverse()
     return found, window
+
+
+def _cut(
+    found: dict[str, list[HistoryRow]],
+    cut_at: list[int],
+    column: str,
+    descending: bool,
+    query: TemporalQuery,
+) -> tuple[int, int]:
+    """Cut every attribute to the window all of them cover completely: up to the earliest
+    cut (from the latest, going backwards); the window, as (low, high)."""
+    boundary = max(cut_at) if descending else min(cut_at)
+    for attr, rows in list(found.items()):
+        if descending:
+            kept = [r for r in rows if _time(r, column) > boundary]
+        else:
+            kept = [r for r in rows if _time(r, column) < boundary]
+        if kept:
+            found[attr] = kept
+        else:
+            del found[attr]
+    low, high = query.time.bounds() if query.time is not None else (None, None)
+    times = [_time(r, column) for rows in found.values() for r in rows]
+    if descending:
+        return boundary, high if high is not None else max(times, default=boundary)
+    return low if low is not None else min(times, default=boundary), boundary
 
 
 def _time(row: HistoryRow, column: str) -> int:
@@ -298,62 +342,101 @@ def _time(row: HistoryRow, column: str) -> int:
     return row.created if column == "created" else row.modified
 
 
-_NUMERIC = "CASE WHEN vt IN (1, 2) THEN val END"
-_ORDERED = f"CASE WHEN vt != {VT_JSON} THEN val END"
-_MEASURES = (
-    f"count(*), count(DISTINCT val), sum({_NUMERIC}), count({_NUMERIC}), min({_ORDERED}), "
-    f"max({_ORDERED}), sum(({_NUMERIC}) * ({_NUMERIC})), max(kind), max(vt = {VT_BOOL})"
-)
+#: SQL of each measure an aggregation method needs (computed only when asked for)
+_MEASURE_SQL = {
+    "count": "count(*)",
+    "distinct": "count(DISTINCT num) + count(DISTINCT val)",
+    "sum": "sum(num)",
+    "numbers": "count(num)",
+    "squares": "sum(num * num)",
+    "min": "coalesce(min(num), min(val))",
+    "max": "coalesce(max(num), max(val))",
+    "kind": "max(kind)",
+    "vt": "max(vt)",
+}
+_METHOD_MEASURES = {
+    "totalCount": ("count",),
+    "distinctCount": ("distinct",),
+    "sum": ("sum",),
+    "avg": ("sum", "numbers"),
+    "min": ("min",),
+    "max": ("max",),
+    "stddev": ("sum", "numbers", "squares"),
+    "sumsq": ("squares",),
+}
+
+
+def _measure_names(aggregation: Aggregation) -> list[str]:
+    names = ["kind", "vt"]
+    for method in aggregation.methods:
+        names += [m for m in _METHOD_MEASURES[method] if m not in names]
+    return names
 
 
 def aggregate_instances(
-    conn: sqlite3.Connection, eid: int, attrs: dict[int, str], query: TemporalQuery
+    conn: sqlite3.Connection, eid: int, series: dict[Series, str], query: TemporalQuery
 ) -> dict[str, list[AttributeAggregate]]:
-    """Each attribute's instances in the time range, aggregated per period by SQL."""
+    """Each series' instances in the time range, aggregated per period by SQL."""
     out: dict[str, list[AttributeAggregate]] = {}
-    for pid, attr in attrs.items():
-        series = _aggregate_attribute(conn, eid, pid, attr, query)
-        if series:
-            out[attr] = series
+    for (pid, ds), attr in series.items():
+        aggregate = _aggregate_series(conn, eid, pid, ds, attr, query)
+        if aggregate is not None:
+            out.setdefault(attr, []).append(aggregate)
     return out
 
 
-def _aggregate_attribute(
-    conn: sqlite3.Connection, eid: int, pid: int, attr: str, query: TemporalQuery
-) -> list[AttributeAggregate]:
-    """One attribute's periods: a GROUP BY over integer buckets (fixed periods), over a
+def _span(
+    conn: sqlite3.Connection, eid: int, pid: int, ds: str, column: str, query: TemporalQuery
+) -> tuple[int | None, int | None]:
+    """First and last time of a series in the query's range (two index seeks for
+    observedAt, the clustering key; a range scan for the other times)."""
+    time_sql, time_params = _time_clause(query, column)
+    where = f"eid = ? AND pid = ? AND ds = ?{time_sql}"
+    params = (eid, pid, ds, *time_params)
+    if column != "observed":
+        row = conn.execute(
+            f"SELECT min({column}), max({column}) FROM attr_instances WHERE {where}", params
+        ).fetchone()
+        return row[0], row[1]
+    row = conn.execute(
+        f"SELECT (SELECT observed FROM attr_instances WHERE {where} ORDER BY observed LIMIT 1), "
+        f"(SELECT observed FROM attr_instances WHERE {where} ORDER BY observed DESC LIMIT 1)",
+        params + params,
+    ).fetchone()
+    return row[0], row[1]
+
+
+def _aggregate_series(
+    conn: sqlite3.Connection, eid: int, pid: int, ds: str, attr: str, query: TemporalQuery
+) -> AttributeAggregate | None:
+    """One series' periods: a GROUP BY over integer buckets (fixed periods), over a
     VALUES table of period bounds (months, years), or over the whole range."""
     aggregation = query.aggregation
     assert aggregation is not None
     column = _TIME_COLUMNS[query.timeproperty]
     time_sql, time_params = _time_clause(query, column)
     low, high = query.time.bounds() if query.time is not None else (None, None)
-    first, latest = conn.execute(
-        f"SELECT min({column}), max({column}) FROM attr_instances "
-        f"WHERE eid = ? AND pid = ?{time_sql}",
-        (eid, pid, *time_params),
-    ).fetchone()
-    if first is None:
-        return []
+    first, latest = _span(conn, eid, pid, ds, column, query)
+    if first is None or latest is None:
+        return None
+    names = _measure_names(aggregation)
+    measures = ", ".join(_MEASURE_SQL[n] for n in names)
     origin = low if low is not None else first
     period = aggregation.period
+    series_sql = f"eid = ? AND pid = ? AND ds = ?{time_sql}"
     params: list[Any]
     if period is None:
-        sql = (
-            f"SELECT dataset_id, 0, {_MEASURES} FROM attr_instances "
-            f"WHERE eid = ? AND pid = ?{time_sql} GROUP BY dataset_id"
-        )
-        params = [eid, pid, *time_params]
-        periods = [(origin, high if high is not None else latest)]
+        sql = f"SELECT 0, {measures} FROM attr_instances WHERE {series_sql}"
+        params = [eid, pid, ds, *time_params]
+        periods: Any = [(origin, high if high is not None else latest)]
     elif period.months == 0:
         step = period.micros
         sql = (
-            f"SELECT dataset_id, ({column} - ?) / ?, {_MEASURES} FROM attr_instances "
-            f"WHERE eid = ? AND pid = ? AND {column} >= ?{time_sql} "
-            "GROUP BY 1, 2 ORDER BY 1, 2"
+            f"SELECT ({column} - ?) / ?, {measures} FROM attr_instances "
+            f"WHERE {series_sql} AND {column} >= ? GROUP BY 1"
         )
-        params = [origin, step, eid, pid, origin, *time_params]
-        periods = _FixedPeriods(origin, step)  # type: ignore[assignment]
+        params = [origin, step, eid, pid, ds, *time_params, origin]
+        periods = _FixedPeriods(origin, step)
     else:
         end = high if high is not None else latest + 1
         starts = bucket_starts(origin, end, period)[:MAX_CALENDAR_PERIODS]
@@ -361,22 +444,22 @@ def _aggregate_attribute(
         values = ",".join("(?,?,?)" for _ in periods)
         sql = (
             f"WITH p(i, lo, hi) AS (VALUES {values}) "
-            f"SELECT dataset_id, p.i, {_MEASURES} FROM p JOIN attr_instances "
-            f"ON eid = ? AND pid = ? AND {column} >= p.lo AND {column} < p.hi{time_sql} "
-            "GROUP BY 1, 2 ORDER BY 1, 2"
+            f"SELECT p.i, {measures} FROM p JOIN attr_instances "
+            f"ON {series_sql} AND {column} >= p.lo AND {column} < p.hi GROUP BY 1"
         )
         params = [v for i, (lo, hi) in enumerate(periods) for v in (i, lo, hi)]
-        params += [eid, pid, *time_params]
-    series: dict[Any, AttributeAggregate] = {}
+        params += [eid, pid, ds, *time_params]
+    buckets: list[AggregateBucket] = []
+    kind = "Property"
     for r in conn.execute(sql, params):
-        kind = ATTRIBUTE_TYPES[r[9]]
-        aggregate = series.get(r[0])
-        if aggregate is None:
-            aggregate = series[r[0]] = AttributeAggregate(attr, kind, r[0], [])
-        start, stop = periods[r[1]]
-        values_of = _measures(aggregation, r[2:], bool(r[10]), kind.endswith("Relationship"))
-        aggregate.buckets.append(AggregateBucket(start, stop, values_of))
-    return list(series.values())
+        measured = dict(zip(names, r[1:], strict=True))
+        kind = ATTRIBUTE_TYPES[measured["kind"]]
+        start, stop = periods[r[0]]
+        values_of = _methods(aggregation, measured, kind)
+        buckets.append(AggregateBucket(start, stop, values_of))
+    if not buckets:
+        return None
+    return AttributeAggregate(attr, kind, ds or None, buckets)
 
 
 class _FixedPeriods:
@@ -389,34 +472,28 @@ class _FixedPeriods:
         return self.origin + index * self.step, self.origin + (index + 1) * self.step
 
 
-def _typed(value: Any, boolean: bool) -> Any:
-    return bool(value) if boolean and value is not None else value
-
-
-def _measures(
-    aggregation: Aggregation, m: Sequence[Any], boolean: bool, relationship: bool
-) -> dict[str, Any]:
-    """The requested methods from one GROUP BY row; None where a method does not apply
-    (sums of text, min/max of relationships)."""
-    count, distinct, total, numbers, low, high, squares = m[:7]
+def _methods(aggregation: Aggregation, m: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The requested methods from one period's measures; None where a method does not
+    apply (sums of text, min/max of relationships and JSON values)."""
+    boolean = m["vt"] == VT_BOOL
+    ordered = not kind.endswith("Relationship") and m["vt"] != VT_JSON
     values: dict[str, Any] = {}
     for method in aggregation.methods:
         if method == "totalCount":
-            values[method] = count
+            values[method] = m["count"]
         elif method == "distinctCount":
-            values[method] = distinct
+            values[method] = m["distinct"]
         elif method == "sum":
-            values[method] = total
+            values[method] = m["sum"]
         elif method == "avg":
-            values[method] = None if not numbers else total / numbers
-        elif method == "min":
-            values[method] = None if relationship else _typed(low, boolean)
-        elif method == "max":
-            values[method] = None if relationship else _typed(high, boolean)
+            values[method] = m["sum"] / m["numbers"] if m["numbers"] else None
+        elif method in ("min", "max"):
+            value = m[method] if ordered else None
+            values[method] = bool(value) if boolean and value is not None else value
         elif method == "sumsq":
-            values[method] = squares
+            values[method] = m["squares"]
         elif method == "stddev":
-            values[method] = _stddev(numbers, total, squares)
+            values[method] = _stddev(m["numbers"], m["sum"], m["squares"])
     return values
 
 
@@ -439,11 +516,13 @@ def load_history(
     wanted_pids: dict[int, str] | None,
 ) -> TemporalEntity:
     """One entity's history as :class:`TemporalEntity` (instances or aggregates)."""
-    if wanted_pids is None:
-        attrs = {p: a for p in attribute_pids(conn, eid) if (a := attr_lookup(p)) is not None}
-    else:
-        attrs = wanted_pids
+    found = series_of(conn, eid, None if wanted_pids is None else list(wanted_pids))
+    series: dict[Series, str] = {}
+    for pid, ds in found:
+        attr = wanted_pids[pid] if wanted_pids is not None else attr_lookup(pid)
+        if attr is not None:
+            series[(pid, ds)] = attr
     if query.aggregation is not None:
-        return TemporalEntity(entity_id, types, {}, aggregate_instances(conn, eid, attrs, query))
-    found, window = read_instances(conn, eid, attrs, query)
-    return TemporalEntity(entity_id, types, found, None, window)
+        return TemporalEntity(entity_id, types, {}, aggregate_instances(conn, eid, series, query))
+    rows, window = read_instances(conn, eid, series, query)
+    return TemporalEntity(entity_id, types, rows, None, window)

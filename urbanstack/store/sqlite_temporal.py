@@ -145,10 +145,10 @@ class SQLiteHistory(_Base):
     ) -> bool:
         sql = "DELETE FROM attr_instances WHERE eid = ? AND pid = ?"
         if not every:
-            sql += " AND dataset_id IS ?"
+            sql += " AND ds = ?"
 
         def change(conn: sqlite3.Connection, eid: int, pid: int) -> bool:
-            params = (eid, pid) if every else (eid, pid, dataset_id)
+            params = (eid, pid) if every else (eid, pid, dataset_id or "")
             return conn.execute(sql, params).rowcount > 0
 
         return await self._change_attribute_history(tenant, entity_id, attr, change)
@@ -194,7 +194,7 @@ class SQLiteHistory(_Base):
             tenant, lambda conn: sqlite_history.entities_of_type(conn, entity_type)
         )
         for eid, entity_id in entities:
-            after: tuple[int, int, int] = (-1, -1, -1)
+            after = sqlite_history.EXPORT_START
             while True:
                 batch, after = await self._read(
                     tenant,
