@@ -139,6 +139,59 @@ class StoreInfo:
 
 
 @dataclass
+class OutboxItem:
+    """A notification to send, produced by the change observer inside the write transaction."""
+
+    subscription_id: str
+    entity_id: str
+    payload: bytes  # what to notify (JSON), rendered by the delivery worker
+
+
+#: (tenant, old, new) of one accepted change -> the notifications it causes; runs inside the
+#: store's write transaction (on the writer's thread), so it must be quick and not block
+ChangeObserver = Callable[[str | None, Entity | None, Entity | None], list[OutboxItem]]
+
+
+@dataclass
+class PendingNotification:
+    """An outbox row waiting for delivery."""
+
+    seq: int
+    subscription_id: str
+    entity_id: str
+    payload: bytes
+    created: str
+    attempts: int
+    next_attempt: float  # unix time
+
+
+@dataclass
+class SubscriptionRecord:
+    """A stored subscription: its JSON form and its delivery status."""
+
+    id: str
+    document: dict[str, Any]
+    times_sent: int = 0
+    times_failed: int = 0
+    last_notification: str | None = None
+    last_success: str | None = None
+    last_failure: str | None = None
+    failing: bool = False
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery round did for one subscription, recorded in one write."""
+
+    subscription_id: str
+    delivered: list[int]  # outbox seqs sent successfully (deleted)
+    failed: int | None = None  # the seq that failed (kept, retried at next_attempt)
+    next_attempt: float = 0.0
+    error: str | None = None
+    when: str = ""
+
+
+@dataclass
 class TemporalPage:
     """One page of entities' histories, with the total number of matching entities when asked."""
 
@@ -151,6 +204,10 @@ class EntityStore(abc.ABC):
 
     Tenants: a write to an unknown tenant creates it; a read of an unknown tenant
     raises :class:`~urbanstack.ngsild.errors.NonexistentTenant`.
+
+    Notifications: when :attr:`change_observer` is set, every accepted change's outbox
+    items are written in the same transaction, so a committed change always has its
+    pending notifications, even across a crash.
 
     History: every change committed by :meth:`change_entities` also appends, in the same
     transaction, one history row per attribute instance it adds or changes
@@ -165,6 +222,11 @@ class EntityStore(abc.ABC):
 
     view_renderer: ViewRenderer | None = None
     keep_history_on_delete: bool = True
+    #: called for every accepted change inside the write transaction; its outbox items are
+    #: committed with the change (see :data:`ChangeObserver`)
+    change_observer: ChangeObserver | None = None
+    #: called on the event loop after a commit that wrote outbox rows (wakes the worker)
+    outbox_listener: Callable[[str | None], None] | None = None
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -304,3 +366,40 @@ class EntityStore(abc.ABC):
     ) -> AsyncIterator[list[tuple[str, HistoryRow]]]:
         """Every instance of the entities of ``entity_type`` as (entity id, row) batches,
         by entity then attribute then time, without loading the history in memory."""
+
+    # --- subscriptions and their outbox
+
+    @abc.abstractmethod
+    async def create_subscription(self, tenant: str | None, record: SubscriptionRecord) -> None:
+        """Store a new subscription; AlreadyExists when its id is taken. Creates the tenant."""
+
+    @abc.abstractmethod
+    async def get_subscription(self, tenant: str | None, sub_id: str) -> SubscriptionRecord | None:
+        """One subscription with its delivery status, or None."""
+
+    @abc.abstractmethod
+    async def list_subscriptions(
+        self, tenant: str | None, limit: int, offset: int
+    ) -> tuple[list[SubscriptionRecord], int]:
+        """One page of subscriptions in creation order, and how many there are."""
+
+    @abc.abstractmethod
+    async def replace_subscription(
+        self, tenant: str | None, sub_id: str, document: dict[str, Any]
+    ) -> bool:
+        """Replace a subscription's JSON form (status kept); False when there is none."""
+
+    @abc.abstractmethod
+    async def delete_subscription(self, tenant: str | None, sub_id: str) -> bool:
+        """Delete a subscription and its pending notifications; False when there is none."""
+
+    @abc.abstractmethod
+    async def pending_notifications(
+        self, tenant: str | None, limit: int
+    ) -> dict[str, list[PendingNotification]]:
+        """Per subscription, its oldest ``limit`` outbox rows in change order."""
+
+    @abc.abstractmethod
+    async def record_deliveries(self, tenant: str | None, reports: list[DeliveryReport]) -> None:
+        """Delete delivered rows, reschedule failed ones and update the subscriptions'
+        delivery status, in one transaction."""

@@ -15,6 +15,7 @@ import queue
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 import orjson
 
 from urbanstack.ngsild.errors import NgsiLdError, NonexistentTenant
-from urbanstack.ngsild.model import Entity
+from urbanstack.ngsild.model import Entity, now_timestamp
 from urbanstack.ngsild.query import EntityQuery, QueryResult
 from urbanstack.store.base import (
     ChangeResult,
@@ -38,11 +39,12 @@ from urbanstack.store.base import (
     validate_tenant,
 )
 from urbanstack.store.sqlite_query import compile_query
+from urbanstack.store.sqlite_subscriptions import SQLiteSubscriptions, write_outbox
 from urbanstack.store.sqlite_temporal import SQLiteHistory
 from urbanstack.store.sqlite_write import apply_changes, prepare_new
 
 LOGGER = logging.getLogger(__name__)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_GROUP = 512
 PREPARE_MAX = 8  # larger batches are prepared by the writer, not on the event loop
 PRUNE_CHUNK = 200  # entities per retention write
@@ -86,7 +88,7 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_exception(value)
 
 
-class SQLiteStore(SQLiteHistory, EntityStore):
+class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, EntityStore):
     """Entities in SQLite files: ``path`` for the default tenant, ``<path>-tenants/`` for others."""
 
     def __init__(
@@ -115,6 +117,7 @@ class SQLiteStore(SQLiteHistory, EntityStore):
         self._pid_misses: dict[str | None, set[str]] = {}
         self._known_tenants: set[str | None] = {None}
         self._slots: dict[int, Any] = {}
+        self._outbox_dirty: set[str | None] = set()  # tenants with outbox rows this group
 
     # --- lifecycle
 
@@ -271,6 +274,7 @@ class SQLiteStore(SQLiteHistory, EntityStore):
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._pending_pids.clear()
+            self._outbox_dirty.discard(tenant)
             err = StoreError(f"Commit failed: {exc}", exc)
             self._resolve([(t, False, err) for t, _, _ in outcomes])
             return
@@ -278,6 +282,12 @@ class SQLiteStore(SQLiteHistory, EntityStore):
             self._pids.setdefault(tenant, {}).update(self._pending_pids)
             self._pid_misses.setdefault(tenant, set()).clear()
             self._pending_pids.clear()
+        if tenant in self._outbox_dirty:
+            self._outbox_dirty.discard(tenant)
+            listener = self.outbox_listener
+            if listener is not None and tasks:
+                with contextlib.suppress(RuntimeError):
+                    tasks[0].loop.call_soon_threadsafe(listener, tenant)
         self._resolve(outcomes)
 
     @staticmethod
@@ -384,7 +394,7 @@ class SQLiteStore(SQLiteHistory, EntityStore):
             }
 
         def run(conn: sqlite3.Connection) -> list[ChangeResult]:
-            return apply_changes(
+            results = apply_changes(
                 conn,
                 changes,
                 lambda path: self._pid_for_write(conn, tenant, path),
@@ -392,8 +402,24 @@ class SQLiteStore(SQLiteHistory, EntityStore):
                 prepared,
                 self.keep_history_on_delete,
             )
+            if self.change_observer is not None:
+                self._queue_notifications(conn, tenant, results)
+            return results
 
         return await self._write(tenant, run)
+
+    def _queue_notifications(
+        self, conn: sqlite3.Connection, tenant: str | None, results: list[ChangeResult]
+    ) -> None:
+        """Outbox rows of the accepted changes, in this transaction (writer thread)."""
+        assert self.change_observer is not None
+        items = []
+        for result in results:
+            if result.error is None and result.old is not result.new:
+                items += self.change_observer(tenant, result.old, result.new)
+        if items:
+            write_outbox(conn, items, now_timestamp(), time.time())
+            self._outbox_dirty.add(tenant)
 
     async def get_entity(self, tenant: str | None, entity_id: str) -> Entity | None:
         tenant = validate_tenant(tenant)
