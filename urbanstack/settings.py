@@ -34,6 +34,15 @@ class Settings:
     history_retention_days: int = _setting(
         0, "Days of history kept (instances filed earlier are pruned hourly); 0 keeps all"
     )
+    notification_retry_base: float = _setting(
+        1.0, "Seconds before the first retry of a failed notification (doubled each time)"
+    )
+    notification_retry_max: float = _setting(
+        300.0, "Longest wait between two attempts of a failing notification, in seconds"
+    )
+    notification_batch: int = _setting(
+        100, "Most pending changes sent together in one notification"
+    )
     temporal_instance_limit: int = _setting(
         1000, "Most instances per attribute in one temporal answer (then 206 + Content-Range)"
     )
@@ -67,6 +76,10 @@ class Settings:
             raise ValueError("history_on_delete must be keep or drop")
         if self.history_retention_days < 0:
             raise ValueError("history_retention_days must be 0 (keep all) or more")
+        if self.notification_retry_base <= 0 or self.notification_retry_max <= 0:
+            raise ValueError("notification_retry_base and notification_retry_max must be > 0")
+        if self.notification_batch < 1:
+            raise ValueError("notification_batch must be at least 1")
         if self.temporal_instance_limit < 1:
             raise ValueError("temporal_instance_limit must be at least 1")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.receivers import HttpReceiver, wait_for
+
 pytestmark = pytest.mark.server
 
 ENTITY = {
@@ -176,6 +178,29 @@ def test_acknowledged_history_survives_kill_9(server: Server, store_file: Path) 
         assert values == [*range(30), 1.2]
     finally:
         again.stop(signal.SIGKILL)
+
+
+def test_notification_pending_at_a_crash_is_delivered_after_restart(
+    server: Server, store_file: Path
+) -> None:
+    receiver = HttpReceiver()  # down while the server writes
+    subscription = {
+        "type": "Subscription",
+        "entities": [{"type": "WaterObserved"}],
+        "notification": {"endpoint": {"uri": receiver.url, "accept": "application/json"}},
+    }
+    reply = httpx.post(server.url + "/ngsi-ld/v1/subscriptions", json=subscription)
+    assert reply.status_code == 201
+    assert httpx.post(server.url + "/ngsi-ld/v1/entities", json=ENTITY).status_code == 201
+    server.stop(signal.SIGKILL)  # the change is acknowledged; its notification never left
+    receiver.start()
+    again = Server(store_file)
+    try:
+        data = wait_for(lambda: receiver.data(), timeout=20)
+        assert [item["id"] for item in data] == [ENTITY["id"]]
+    finally:
+        again.stop(signal.SIGKILL)
+        receiver.stop()
 
 
 def test_version_flag_prints_version() -> None:

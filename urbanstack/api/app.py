@@ -14,7 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from urbanstack.api import batch, contexts, discovery, entities, system, temporal
+from urbanstack.api import (
+    batch,
+    contexts,
+    discovery,
+    entities,
+    subscriptions,
+    system,
+    temporal,
+)
 from urbanstack.broker import temporal as temporal_uc
 from urbanstack.broker.contexts import ContextService, Fetcher, HttpContextFetcher
 from urbanstack.broker.entities import Broker
@@ -25,6 +33,7 @@ from urbanstack.ngsild.errors import (
     ResourceNotFound,
 )
 from urbanstack.ngsild.representation import render_default_view
+from urbanstack.notify.worker import DeliveryWorker
 from urbanstack.settings import Settings
 from urbanstack.store import store_from_settings
 from urbanstack.store.base import EntityStore
@@ -125,6 +134,17 @@ def ngsi_routes(prefix: str = "/ngsi-ld/v1") -> list[Route]:
             DELETE=temporal.delete_temporal_instance,
         ),
         route("/temporal/entityOperations/query", POST=temporal.query_temporal_post),
+        route(
+            "/subscriptions",
+            GET=subscriptions.list_subscriptions,
+            POST=subscriptions.create_subscription,
+        ),
+        route(
+            "/subscriptions/{subscriptionId}",
+            GET=subscriptions.retrieve_subscription,
+            PATCH=subscriptions.update_subscription,
+            DELETE=subscriptions.delete_subscription,
+        ),
         route("/types", GET=discovery.list_types),
         route("/types/{type:path}", GET=discovery.retrieve_type),
         route("/attributes", GET=discovery.list_attributes),
@@ -177,10 +197,21 @@ def create_app(
         settings=settings,
     )
 
+    worker = DeliveryWorker(
+        broker,
+        batch=settings.notification_batch,
+        retry_base=settings.notification_retry_base,
+        retry_max=settings.notification_retry_max,
+    )
+    store.change_observer = broker.subscriptions.observe
+    store.outbox_listener = worker.wake
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         LOGGER.info("store opened: %s", settings.store)
+        await broker.subscriptions.load(store)
+        await worker.start()
         retention = None
         if settings.history_retention_days > 0:
             retention = asyncio.create_task(_retention_loop(broker), name="history-retention")
@@ -191,6 +222,7 @@ def create_app(
                 retention.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await retention
+            await worker.stop()
             if isinstance(http_fetcher, HttpContextFetcher):
                 await http_fetcher.close()
             await store.close()
@@ -210,4 +242,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.broker = broker
+    app.state.worker = worker
     return app

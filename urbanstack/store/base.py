@@ -395,9 +395,10 @@ class EntityStore(abc.ABC):
 
     @abc.abstractmethod
     async def pending_notifications(
-        self, tenant: str | None, limit: int
+        self, tenant: str | None, limit: int, subscription_id: str | None = None
     ) -> dict[str, list[PendingNotification]]:
-        """Per subscription, its oldest ``limit`` outbox rows in change order."""
+        """Per subscription (or for ``subscription_id`` alone), its oldest ``limit`` outbox
+        rows in change order."""
 
     @abc.abstractmethod
     async def record_deliveries(self, tenant: str | None, reports: list[DeliveryReport]) -> None:

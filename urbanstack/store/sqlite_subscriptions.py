@@ -128,22 +128,28 @@ class SQLiteSubscriptions(_Base):
         return await self._write(tenant, run)
 
     async def pending_notifications(
-        self, tenant: str | None, limit: int
+        self, tenant: str | None, limit: int, subscription_id: str | None = None
     ) -> dict[str, list[PendingNotification]]:
         tenant = validate_tenant(tenant)
+        if tenant not in self._known_tenants:
+            return {}
 
         def run(conn: sqlite3.Connection) -> dict[str, list[PendingNotification]]:
             pending: dict[str, list[PendingNotification]] = {}
-            subscriptions = [
-                r[0] for r in conn.execute("SELECT DISTINCT subscription_id FROM outbox")
-            ]
+            if subscription_id is not None:
+                subscriptions = [subscription_id]
+            else:
+                subscriptions = [
+                    r[0] for r in conn.execute("SELECT DISTINCT subscription_id FROM outbox")
+                ]
             for sub_id in subscriptions:
                 rows = conn.execute(
                     "SELECT seq, subscription_id, entity_id, payload, created, attempts, "
                     "next_attempt FROM outbox WHERE subscription_id = ? ORDER BY seq LIMIT ?",
                     (sub_id, limit),
                 ).fetchall()
-                pending[sub_id] = [PendingNotification(*r) for r in rows]
+                if rows:
+                    pending[sub_id] = [PendingNotification(*r) for r in rows]
             return pending
 
         return await self._read(tenant, run)

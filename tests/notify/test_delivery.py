@@ -1,0 +1,241 @@
+"""Notifications reach real receivers (an HTTP server, a mosquitto broker), in order,
+and are never silently dropped: a receiver that is down gets them once it is up."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.receivers import HttpReceiver, Mosquitto, free_port, wait_for
+from urbanstack.api.app import create_app
+from urbanstack.settings import Settings
+
+BASE = "/ngsi-ld/v1"
+ENTITIES = f"{BASE}/entities"
+SUBSCRIPTIONS = f"{BASE}/subscriptions"
+GAUGE = "urn:ngsi-ld:WaterLevelObserved:perfume-river-kim-long"
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    server = HttpReceiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fast_retries(store_url: str) -> Iterator[TestClient]:
+    """A client whose worker retries failed deliveries after 50 ms (then 100, 200...)."""
+    settings = Settings(
+        store=store_url,
+        sqlite_synchronous="NORMAL",
+        notification_retry_base=0.05,
+        notification_retry_max=0.2,
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def subscribe(client: TestClient, uri: str, **members: Any) -> str:
+    notification = {"endpoint": {"uri": uri, "accept": "application/json"}}
+    notification.update(members.pop("notification", {}))
+    body = {
+        "type": "Subscription",
+        "entities": [{"type": "WaterLevelObserved"}],
+        "notification": notification,
+        **members,
+    }
+    response = client.post(SUBSCRIPTIONS, json=body)
+    assert response.status_code == 201, response.text
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+def gauge(level: float, entity_id: str = GAUGE, entity_type: str = "WaterLevelObserved") -> dict:
+    return {
+        "id": entity_id,
+        "type": entity_type,
+        "waterLevel": {"type": "Property", "value": level, "unitCode": "MTR"},
+        "name": "Kim Long",
+    }
+
+
+def level(client: TestClient, value: float, entity_id: str = GAUGE) -> None:
+    patch = {"waterLevel": {"type": "Property", "value": value, "unitCode": "MTR"}}
+    response = client.patch(f"{ENTITIES}/{entity_id}/attrs", json=patch)
+    assert response.status_code == 204
+
+
+def levels(receiver: HttpReceiver) -> list[Any]:
+    return [d["waterLevel"]["value"] for d in receiver.data() if "waterLevel" in d]
+
+
+def test_an_update_is_notified(client: TestClient, receiver: HttpReceiver) -> None:
+    sub_id = subscribe(client, receiver.url)
+    client.post(ENTITIES, json=gauge(1.2))
+    level(client, 2.7)
+    assert wait_for(lambda: len(levels(receiver)) >= 2)
+    path, headers, body = receiver.received[-1]
+    assert path == "/notify" and headers["Content-Type"] == "application/json"
+    assert body["type"] == "Notification" and body["subscriptionId"] == sub_id
+    assert body["id"].startswith("urn:") and body["notifiedAt"].endswith("Z")
+    assert levels(receiver)[-1] == 2.7
+
+
+def test_changes_to_other_types_are_not_notified(
+    client: TestClient, receiver: HttpReceiver
+) -> None:
+    subscribe(client, receiver.url)
+    client.post(ENTITIES, json=gauge(9.9, "urn:ngsi-ld:Other:1", "RainfallObserved"))
+    client.post(ENTITIES, json=gauge(1.0))
+    assert wait_for(lambda: receiver.data())
+    assert [d["id"] for d in receiver.data()] == [GAUGE]
+
+
+def test_q_filters_notifications(client: TestClient, receiver: HttpReceiver) -> None:
+    subscribe(client, receiver.url, q="waterLevel>2.5")
+    client.post(ENTITIES, json=gauge(1.0))
+    for value in (2.0, 2.6, 1.5, 3.1):
+        level(client, value)
+    assert wait_for(lambda: len(levels(receiver)) >= 2)
+    time.sleep(0.2)
+    assert levels(receiver) == [2.6, 3.1]
+
+
+def test_watched_attributes_ignore_other_changes(
+    client: TestClient, receiver: HttpReceiver
+) -> None:
+    client.post(ENTITIES, json=gauge(1.0))
+    subscribe(client, receiver.url, watchedAttributes=["waterLevel"])
+    client.patch(f"{ENTITIES}/{GAUGE}/attrs", json={"name": "Kim Long gauge"})
+    level(client, 2.0)
+    assert wait_for(lambda: receiver.data())
+    time.sleep(0.2)
+    assert levels(receiver) == [2.0]
+
+
+def test_notification_attributes_and_key_values(client: TestClient, receiver: HttpReceiver) -> None:
+    subscribe(
+        client, receiver.url, notification={"attributes": ["waterLevel"], "format": "keyValues"}
+    )
+    client.post(ENTITIES, json=gauge(1.4))
+    [item] = wait_for(lambda: receiver.data())
+    assert item == {"id": GAUGE, "type": "WaterLevelObserved", "waterLevel": 1.4}
+
+
+def test_receiver_info_becomes_headers(client: TestClient, receiver: HttpReceiver) -> None:
+    endpoint = {
+        "uri": receiver.url,
+        "accept": "application/json",
+        "receiverInfo": [{"key": "X-Hue-Token", "value": "flood-2026"}],
+    }
+    subscribe(client, receiver.url, notification={"endpoint": endpoint})
+    client.post(ENTITIES, json=gauge(1.0))
+    assert wait_for(lambda: receiver.received)
+    assert receiver.received[0][1]["X-Hue-Token"] == "flood-2026"
+
+
+def test_notifications_arrive_in_the_order_of_the_changes(
+    client: TestClient, receiver: HttpReceiver
+) -> None:
+    subscribe(client, receiver.url, watchedAttributes=["waterLevel"])
+    client.post(ENTITIES, json=gauge(0.0))
+    values = [round(0.1 * n, 1) for n in range(1, 41)]
+    for value in values:
+        level(client, value)
+    assert wait_for(lambda: len(levels(receiver)) >= 41)
+    assert levels(receiver) == [0.0, *values]
+
+
+def test_status_counts_sent_notifications(client: TestClient, receiver: HttpReceiver) -> None:
+    sub_id = subscribe(client, receiver.url)
+    client.post(ENTITIES, json=gauge(1.0))
+    assert wait_for(lambda: receiver.data())
+
+    def sent() -> Any:
+        body = client.get(f"{SUBSCRIPTIONS}/{sub_id}").json()["notification"]
+        return body if body.get("timesSent", 0) >= 1 else None
+
+    notification = wait_for(sent)
+    assert notification["status"] == "ok" and notification["lastSuccess"].endswith("Z")
+
+
+def test_a_receiver_that_was_down_gets_everything_once_up(fast_retries: TestClient) -> None:
+    client = fast_retries
+    receiver = HttpReceiver()  # not started: connection refused
+    sub_id = subscribe(client, receiver.url)
+    client.post(ENTITIES, json=gauge(1.0))
+    level(client, 2.0)
+
+    def failed() -> Any:
+        body = client.get(f"{SUBSCRIPTIONS}/{sub_id}").json()["notification"]
+        return body if body.get("timesFailed", 0) >= 1 else None
+
+    notification = wait_for(failed)
+    assert notification["status"] == "failed" and notification["lastFailure"].endswith("Z")
+    receiver.start()
+    try:
+        assert wait_for(lambda: len(levels(receiver)) >= 2)
+        assert levels(receiver) == [1.0, 2.0]
+    finally:
+        receiver.stop()
+
+
+def test_a_receiver_answering_errors_is_retried(
+    fast_retries: TestClient, receiver: HttpReceiver
+) -> None:
+    receiver.status = 503
+    subscribe(fast_retries, receiver.url)
+    fast_retries.post(ENTITIES, json=gauge(1.0))
+    time.sleep(0.3)
+    receiver.status = 200
+    assert wait_for(lambda: levels(receiver) == [1.0])
+
+
+def test_a_failing_receiver_does_not_delay_the_others(
+    client: TestClient, receiver: HttpReceiver
+) -> None:
+    subscribe(client, f"http://127.0.0.1:{free_port()}/dead")
+    subscribe(client, receiver.url)
+    started = time.monotonic()
+    client.post(ENTITIES, json=gauge(1.0))
+    assert wait_for(lambda: receiver.data(), timeout=2)
+    assert time.monotonic() - started < 2
+
+
+def test_mqtt_endpoint_receives_the_notification(client: TestClient) -> None:
+    import paho.mqtt.client as mqtt
+
+    broker = Mosquitto().start()
+    messages: list[Any] = []
+    subscribed = threading.Event()
+    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    listener.on_message = lambda c, u, m: messages.append((m.topic, json.loads(m.payload)))
+    listener.on_subscribe = lambda *args: subscribed.set()
+    listener.connect("127.0.0.1", broker.port)
+    listener.subscribe("hue/flood", qos=1)
+    listener.loop_start()
+    try:
+        assert subscribed.wait(5)
+        endpoint = {
+            "uri": f"mqtt://127.0.0.1:{broker.port}/hue/flood",
+            "accept": "application/json",
+            "notifierInfo": [{"key": "MQTT-QoS", "value": "1"}],
+        }
+        subscribe(client, endpoint["uri"], notification={"endpoint": endpoint})
+        client.post(ENTITIES, json=gauge(3.3))
+        assert wait_for(lambda: messages)
+        topic, message = messages[0]
+        assert topic == "hue/flood"
+        assert message["body"]["type"] == "Notification"
+        assert message["body"]["data"][0]["waterLevel"]["value"] == 3.3
+        assert message["metadata"]["Content-Type"] == "application/json"
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+        broker.stop()

@@ -1,0 +1,123 @@
+"""Sending one notification to an endpoint: HTTP(S) POST or MQTT publish.
+
+A sender raises :class:`DeliveryError` (with a short reason) when the receiver did not
+take the notification; the worker then retries later. Senders keep their connections
+(an HTTP connection pool, one MQTT client per broker) for the life of the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+LOGGER = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """The receiver did not take the notification (connection refused, 5xx, timeout...)."""
+
+
+class Sender(Protocol):
+    """Delivers a rendered notification body to one endpoint URI."""
+
+    async def send(
+        self, uri: str, body: bytes, headers: dict[str, str], notifier_info: dict[str, str]
+    ) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class HttpSender:
+    """POSTs notifications; any 2xx answer is a delivery."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+
+    async def send(
+        self, uri: str, body: bytes, headers: dict[str, str], notifier_info: dict[str, str]
+    ) -> None:
+        try:
+            reply = await self._client.post(uri, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+        if not 200 <= reply.status_code < 300:
+            raise DeliveryError(f"HTTP {reply.status_code}")
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class MqttSender:
+    """Publishes notifications to ``mqtt://host:port/topic`` (``mqtts://`` with TLS), QoS
+    from notifierInfo ``MQTT-QoS`` (0, 1 or 2); the message is ``{"metadata": headers,
+    "body": notification}`` as clause 7.3 of the MQTT binding describes."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self._clients: dict[tuple[str, str, int, str, str], Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def _client(self, uri: str) -> tuple[Any, str]:
+        import aiomqtt
+
+        parts = urlsplit(uri)
+        topic = parts.path.lstrip("/")
+        if not topic:
+            raise DeliveryError(f"No topic in {uri}")
+        tls = parts.scheme == "mqtts"
+        key = (
+            parts.scheme,
+            parts.hostname or "localhost",
+            parts.port or (8883 if tls else 1883),
+            parts.username or "",
+            parts.password or "",
+        )
+        async with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = aiomqtt.Client(
+                    key[1],
+                    key[2],
+                    username=key[3] or None,
+                    password=key[4] or None,
+                    tls_params=aiomqtt.TLSParameters() if tls else None,
+                    timeout=self.timeout,
+                )
+                try:
+                    await client.__aenter__()
+                except aiomqtt.MqttError as exc:
+                    raise DeliveryError(f"MQTT connect: {exc}") from None
+                self._clients[key] = client
+        return client, topic
+
+    async def send(
+        self, uri: str, body: bytes, headers: dict[str, str], notifier_info: dict[str, str]
+    ) -> None:
+        import aiomqtt
+        import orjson
+
+        qos = int(notifier_info.get("MQTT-QoS", "0"))
+        client, topic = await self._client(uri)
+        message = b'{"metadata":' + orjson.dumps(headers) + b',"body":' + body + b"}"
+        try:
+            await client.publish(topic, message, qos=qos, timeout=self.timeout)
+        except aiomqtt.MqttError as exc:
+            await self._forget(client)
+            raise DeliveryError(f"MQTT publish: {exc}") from None
+
+    async def _forget(self, client: Any) -> None:
+        async with self._lock:
+            for key, known in list(self._clients.items()):
+                if known is client:
+                    del self._clients[key]
+        with contextlib.suppress(Exception):
+            await client.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        for client in list(self._clients.values()):
+            await self._forget(client)

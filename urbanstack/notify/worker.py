@@ -1,0 +1,191 @@
+"""The delivery worker: sends the outbox's notifications, in order, with retries.
+
+Changes and their outbox rows are committed together (see ``EntityStore``); this worker,
+running beside the API on the event loop, reads the rows back and sends them. Each
+subscription is drained by its own task, so a slow or failing receiver delays only its
+own notifications. Within a subscription, rows go out in change order, several pending
+changes in one notification (``data`` in order); a failure stops that subscription's
+queue until the head row's next attempt (exponential back-off, capped), so the order per
+(subscription, entity) holds and nothing is dropped: delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from urbanstack.broker.entities import Broker
+from urbanstack.ngsild.jsonld import CORE_CONTEXT_URL
+from urbanstack.ngsild.model import now_timestamp
+from urbanstack.ngsild.subscription import Subscription
+from urbanstack.ngsild.subscription_match import notification_body, render_notification_entity
+from urbanstack.notify.senders import DeliveryError, HttpSender, MqttSender, Sender
+from urbanstack.store.base import DeliveryReport, PendingNotification
+
+LOGGER = logging.getLogger(__name__)
+JSON_LD = "application/ld+json"
+
+
+class DeliveryWorker:
+    """Drains every tenant's outbox; :meth:`wake` after commits, a tick for retries."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        senders: dict[str, Sender] | None = None,
+        *,
+        batch: int = 100,
+        retry_base: float = 1.0,
+        retry_max: float = 300.0,
+        tick: float = 0.5,
+    ) -> None:
+        self.broker = broker
+        if senders is None:
+            http, mqtt = HttpSender(), MqttSender()
+            senders = {"http": http, "https": http, "mqtt": mqtt, "mqtts": mqtt}
+        self.senders = senders
+        self.batch = batch
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.tick = tick
+        self._wake = asyncio.Event()
+        self._running: dict[tuple[str | None, str], asyncio.Task[None]] = {}
+        self._again: set[tuple[str | None, str]] = set()
+        self._last_sent: dict[str, float] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def wake(self, tenant: str | None = None) -> None:
+        """New outbox rows were committed (the store's outbox listener)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="notification-worker")
+
+    async def stop(self) -> None:
+        """Stop dispatching and wait for in-flight deliveries; pending rows stay queued."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sender in {id(s): s for s in self.senders.values()}.values():
+            await sender.close()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+            self._wake.clear()
+            try:
+                await self.dispatch()
+            except Exception:
+                LOGGER.exception("notification dispatch failed; retrying")
+
+    async def dispatch(self) -> None:
+        """Start a drain task for each subscription whose next notification is due."""
+        now = time.time()
+        for tenant in await self.broker.store.tenants():
+            heads = await self.broker.store.pending_notifications(tenant, limit=1)
+            for sub_id, rows in heads.items():
+                key = (tenant, sub_id)
+                if key in self._running:
+                    self._again.add(key)  # the task looks again before it ends
+                elif rows and rows[0].next_attempt <= now:
+                    self._running[key] = asyncio.create_task(self._drain(tenant, sub_id))
+
+    async def _drain(self, tenant: str | None, sub_id: str) -> None:
+        key = (tenant, sub_id)
+        try:
+            while True:
+                self._again.discard(key)
+                rows = await self.broker.store.pending_notifications(
+                    tenant, limit=self.batch, subscription_id=sub_id
+                )
+                queue = rows.get(sub_id, [])
+                if not queue or queue[0].next_attempt > time.time():
+                    if key in self._again:
+                        continue
+                    return
+                if not await self._deliver(tenant, sub_id, queue):
+                    return  # back-off: the dispatcher restarts it when due
+        except Exception:
+            LOGGER.exception("delivery for %s failed", sub_id)
+        finally:
+            self._running.pop(key, None)
+
+    async def _deliver(
+        self, tenant: str | None, sub_id: str, queue: list[PendingNotification]
+    ) -> bool:
+        """Send ``queue`` as one notification; record the outcome. True when delivered."""
+        sub = self.broker.subscriptions.get(tenant, sub_id)
+        when = now_timestamp()
+        if sub is None:  # deleted meanwhile: its rows go with it
+            return False
+        await self._throttle(sub)
+        try:
+            body, headers = await self._render(tenant, sub, queue, when)
+            scheme = urlsplit(sub.endpoint.uri).scheme
+            sender = self.senders.get(scheme)
+            if sender is None:
+                raise DeliveryError(f"No sender for {scheme}:// endpoints")
+            await sender.send(sub.endpoint.uri, body, headers, dict(sub.endpoint.notifier_info))
+        except DeliveryError as exc:
+            delay = min(self.retry_base * 2 ** queue[0].attempts, self.retry_max)
+            LOGGER.info("notification to %s failed (%s); retry in %.1f s", sub.id, exc, delay)
+            report = DeliveryReport(
+                sub_id, [], queue[0].seq, time.time() + delay, str(exc)[:500], when
+            )
+            await self.broker.store.record_deliveries(tenant, [report])
+            return False
+        self._last_sent[sub_id] = time.monotonic()
+        report = DeliveryReport(sub_id, [row.seq for row in queue], when=when)
+        await self.broker.store.record_deliveries(tenant, [report])
+        return True
+
+    async def _throttle(self, sub: Subscription) -> None:
+        if sub.throttling:
+            wait = self._last_sent.get(sub.id, -1e9) + sub.throttling - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def _render(
+        self,
+        tenant: str | None,
+        sub: Subscription,
+        queue: list[PendingNotification],
+        when: str,
+    ) -> tuple[bytes, dict[str, str]]:
+        terms = await self.broker.contexts.term_map(sub.jsonld_context)
+        data = []
+        for row in queue:
+            payload: dict[str, Any] = orjson.loads(row.payload)
+            data.append(render_notification_entity(sub, payload["entity"], terms))
+        notification = notification_body(
+            sub, data, f"urn:ngsi-ld:Notification:{uuid.uuid4()}", when
+        )
+        headers = {key: value for key, value in sub.endpoint.receiver_info}
+        context_url = terms.urls[0] if len(terms.urls) == 1 else CORE_CONTEXT_URL
+        if sub.endpoint.accept == JSON_LD:
+            notification = {"@context": terms.source or context_url, **notification}
+            headers["Content-Type"] = JSON_LD
+        else:
+            headers["Content-Type"] = "application/json"
+            headers["Link"] = (
+                f'<{context_url}>; rel="http://www.w3.org/ns/json-ld#context"; '
+                'type="application/ld+json"'
+            )
+        if tenant is not None:
+            headers["NGSILD-Tenant"] = tenant
+        return orjson.dumps(notification), headers
