@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -66,7 +68,18 @@ def serve(host: str | None, port: int | None, store: str | None, log_level: str 
         f"(store {settings.store})",
         err=True,
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    stop_server = server.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        # live streams never end by themselves: close them, or the graceful shutdown
+        # would wait for them until its timeout
+        stop_server(sig, frame)
+        with contextlib.suppress(RuntimeError):  # no loop running: nothing to close
+            asyncio.get_running_loop().call_soon_threadsafe(app.state.broker.stream.close_all)
+
+    server.handle_exit = handle_exit  # type: ignore[method-assign]
+    server.run()
 
 
 @main.group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -201,6 +202,35 @@ def test_notification_pending_at_a_crash_is_delivered_after_restart(
     finally:
         again.stop(signal.SIGKILL)
         receiver.stop()
+
+
+def test_stream_sends_committed_changes_and_ends_on_sigterm(server: Server) -> None:
+    events: list[str] = []
+    connected = threading.Event()
+
+    def listen() -> None:
+        url = server.url + "/api/stream"
+        with httpx.stream("GET", url, params={"type": "WaterObserved"}, timeout=30) as reply:
+            for line in reply.iter_lines():
+                if line.startswith(": connected"):
+                    connected.set()
+                if line.startswith(("event:", "data:")):
+                    events.append(line)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert connected.wait(10)
+    other = {**ENTITY, "id": "urn:ngsi-ld:Other:1", "type": "Other"}
+    assert httpx.post(server.url + "/ngsi-ld/v1/entities", json=other).status_code == 201
+    assert httpx.post(server.url + "/ngsi-ld/v1/entities", json=ENTITY).status_code == 201
+    assert wait_for(lambda: len(events) >= 2)
+    assert events[0] == "event: created"
+    assert json.loads(events[1].removeprefix("data: "))["id"] == ENTITY["id"]
+    started = time.monotonic()
+    assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # uvicorn re-raises it
+    assert time.monotonic() - started < 10  # the open stream did not hold the shutdown
+    listener.join(5)
+    assert events[-2:] == ["event: end", "data: {}"]
 
 
 def test_version_flag_prints_version() -> None:

@@ -19,6 +19,7 @@ from urbanstack.api import (
     contexts,
     discovery,
     entities,
+    stream,
     subscriptions,
     system,
     temporal,
@@ -205,6 +206,7 @@ def create_app(
     )
     store.change_observer = broker.subscriptions.observe
     store.outbox_listener = worker.wake
+    store.commit_listener = broker.stream.publish
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -231,6 +233,7 @@ def create_app(
     app = Starlette(
         routes=[
             *ngsi_routes(),
+            _route("/api/stream", GET=stream.stream_changes),
             _route("/health", GET=system.health),
             _route("/version", GET=system.version),
         ],

@@ -12,6 +12,7 @@ from typing import Any
 
 from urbanstack.broker.caller import Caller
 from urbanstack.broker.contexts import ContextService
+from urbanstack.broker.stream import ChangeStream
 from urbanstack.broker.subscription_index import SubscriptionIndex
 from urbanstack.ngsild.errors import (
     AlreadyExists,
@@ -46,13 +47,14 @@ from urbanstack.store.base import ChangeResult, Delete, EntityChange, EntityStor
 
 @dataclass
 class Broker:
-    """What every use case needs: the store, the context service, the settings and the
-    subscription index."""
+    """What every use case needs: the store, the context service, the settings, the
+    subscription index and the live change stream."""
 
     store: EntityStore
     contexts: ContextService
     settings: Settings = field(default_factory=Settings)
     subscriptions: SubscriptionIndex = field(default_factory=SubscriptionIndex)
+    stream: ChangeStream = field(default_factory=ChangeStream)
 
 
 @dataclass

@@ -227,6 +227,9 @@ class EntityStore(abc.ABC):
     change_observer: ChangeObserver | None = None
     #: called on the event loop after a commit that wrote outbox rows (wakes the worker)
     outbox_listener: Callable[[str | None], None] | None = None
+    #: called on the event loop with each committed :meth:`change_entities` call's results
+    #: (live change streams; best effort, unlike the outbox)
+    commit_listener: Callable[[str | None, list[ChangeResult]], None] | None = None
 
     @abc.abstractmethod
     async def open(self) -> None:

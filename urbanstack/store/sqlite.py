@@ -406,7 +406,10 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, EntityStore):
                 self._queue_notifications(conn, tenant, results)
             return results
 
-        return await self._write(tenant, run)
+        results = await self._write(tenant, run)
+        if self.commit_listener is not None:
+            self.commit_listener(tenant, results)
+        return results
 
     def _queue_notifications(
         self, conn: sqlite3.Connection, tenant: str | None, results: list[ChangeResult]
