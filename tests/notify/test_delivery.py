@@ -239,3 +239,19 @@ def test_mqtt_endpoint_receives_the_notification(client: TestClient) -> None:
         listener.loop_stop()
         listener.disconnect()
         broker.stop()
+
+
+def test_time_interval_notifies_current_state_periodically(
+    client: TestClient, receiver: HttpReceiver
+) -> None:
+    client.post(ENTITIES, json=gauge(1.5))
+    client.post(ENTITIES, json=gauge(9.0, "urn:ngsi-ld:RainfallObserved:1", "RainfallObserved"))
+    subscribe(client, receiver.url, timeInterval=1)
+    assert wait_for(lambda: len(receiver.notifications()) >= 2, timeout=6)
+    first, second = receiver.notifications()[:2]
+    assert [d["id"] for d in first["data"]] == [GAUGE]
+    assert [d["id"] for d in second["data"]] == [GAUGE]
+    level(client, 2.2)  # a change is not notified by a periodic subscription...
+    count = len(receiver.notifications())
+    assert wait_for(lambda: len(receiver.notifications()) > count, timeout=4)
+    assert levels(receiver)[-1] == 2.2  # ...but the next period carries it

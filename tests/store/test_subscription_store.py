@@ -149,3 +149,12 @@ async def test_deleting_a_subscription_drops_its_pending_notifications(store: En
     await store.change_entities(None, [upsert(station(1, 1.0))])
     await store.delete_subscription(None, "urn:sub:1")
     assert await store.pending_notifications(None, 10) == {}
+
+
+async def test_queued_notifications_are_pending_and_heard(store: EntityStore) -> None:
+    heard: list[str | None] = []
+    store.outbox_listener = heard.append
+    await store.queue_notifications(None, [OutboxItem("urn:sub:1", "urn:e:1", b"{}")])
+    pending = await store.pending_notifications(None, 10, subscription_id="urn:sub:1")
+    assert [p.entity_id for p in pending["urn:sub:1"]] == ["urn:e:1"]
+    assert heard == [None]

@@ -82,6 +82,15 @@ class SubscriptionIndex:
         index = self._tenants.get(tenant)
         return index.all.get(sub_id) if index else None
 
+    def periodic(self) -> list[tuple[str | None, Subscription]]:
+        """Every subscription with a ``timeInterval`` (notified on a clock, not on changes)."""
+        return [
+            (tenant, sub)
+            for tenant, index in self._tenants.items()
+            for sub in index.all.values()
+            if sub.time_interval
+        ]
+
     def put(self, tenant: str | None, sub: Subscription) -> None:
         """Add or replace a subscription."""
         current = self._tenants.get(tenant, _TenantIndex())

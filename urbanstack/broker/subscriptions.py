@@ -7,22 +7,27 @@ change observer matches changes against) in step.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import orjson
 
 from urbanstack.broker.caller import Caller
 from urbanstack.broker.entities import Broker
 from urbanstack.ngsild.errors import BadRequestData, ResourceNotFound, TooManyResults
 from urbanstack.ngsild.jsonld import TermMap
 from urbanstack.ngsild.model import now_timestamp, validate_entity_id
+from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.subscription import (
     NotificationStatus,
     Subscription,
+    is_active,
     parse_subscription,
     patch_subscription,
     subscription_from_document,
 )
-from urbanstack.store.base import SubscriptionRecord
+from urbanstack.ngsild.subscription_match import Match, matches_entity, notification_entity
+from urbanstack.store.base import OutboxItem, SubscriptionRecord
 
 
 def _new_subscription_id() -> str:
@@ -103,3 +108,40 @@ async def delete_subscription(broker: Broker, caller: Caller, sub_id: str) -> No
     ):
         raise ResourceNotFound(f"Subscription {sub_id!r} does not exist")
     broker.subscriptions.remove(caller.tenant, sub_id)
+
+
+PERIODIC_PAGE = 1000
+
+
+async def periodic_notifications(
+    broker: Broker, tenant: str | None, sub: Subscription, now: str
+) -> int:
+    """Queue a ``timeInterval`` subscription's notification: every entity it selects, as
+    it is now (clause 5.11: periodic notifications); returns how many were queued."""
+    if not is_active(sub, now):
+        return 0
+    query = EntityQuery(
+        selectors=sub.entities,
+        q=sub.q,
+        scope_q=sub.scope_q,
+        geo=sub.geo,
+        limit=PERIODIC_PAGE,
+    )
+    items: list[OutboxItem] = []
+    offset = 0
+    while True:
+        page = await broker.store.query_entities(tenant, replace(query, offset=offset))
+        for entity in page.entities:
+            if not matches_entity(sub, entity):
+                continue
+            match = Match("timeInterval", frozenset(entity["attrs"]), now)
+            payload = {
+                "trigger": "timeInterval",
+                "entity": notification_entity(sub, None, entity, match),
+            }
+            items.append(OutboxItem(sub.id, entity["id"], orjson.dumps(payload)))
+        if len(page.entities) < PERIODIC_PAGE:
+            break
+        offset += PERIODIC_PAGE
+    await broker.store.queue_notifications(tenant, items)
+    return len(items)

@@ -290,8 +290,13 @@ def notification_entity(
                 if iri in match.changed:
                     out["attrs"][iri] = [_deleted_instance(i, at, show) for i in instances]
     else:
-        out = copy.deepcopy(new)
-        out.setdefault("attrs", {})
+        # a copy deep enough for what is added below (previousValue-style members and
+        # deleted instances): the entity, its attribute lists and their instance dicts
+        attrs = new.get("attrs", {})
+        if sub.attributes is not None:
+            attrs = {iri: v for iri, v in attrs.items() if iri in sub.attributes}
+        out = {k: v for k, v in new.items() if k != "attrs"}
+        out["attrs"] = {iri: [dict(inst) for inst in v] for iri, v in attrs.items()}
         if old is not None:
             show_deleted = bool({"attributeDeleted", "entityUpdated"} & sub.triggers)
             changes = attribute_changes(old, new)

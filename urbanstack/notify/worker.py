@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from urbanstack.broker.entities import Broker
+from urbanstack.broker.subscriptions import periodic_notifications
 from urbanstack.ngsild.jsonld import CORE_CONTEXT_URL
 from urbanstack.ngsild.model import now_timestamp
 from urbanstack.ngsild.subscription import Subscription
@@ -60,6 +61,8 @@ class DeliveryWorker:
         self._again: set[tuple[str | None, str]] = set()
         self._last_sent: dict[str, float] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._periodic_task: asyncio.Task[None] | None = None
+        self._next_periodic: dict[tuple[str | None, str], float] = {}
 
     def wake(self, tenant: str | None = None) -> None:
         """New outbox rows were committed (the store's outbox listener)."""
@@ -67,13 +70,15 @@ class DeliveryWorker:
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="notification-worker")
+        self._periodic_task = asyncio.create_task(self._periodic(), name="periodic-notifications")
 
     async def stop(self) -> None:
         """Stop dispatching and wait for in-flight deliveries; pending rows stay queued."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for task in (self._loop_task, self._periodic_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
@@ -92,6 +97,30 @@ class DeliveryWorker:
                 await self.dispatch()
             except Exception:
                 LOGGER.exception("notification dispatch failed; retrying")
+
+    async def _periodic(self) -> None:
+        """Queue the notifications of ``timeInterval`` subscriptions when they are due
+        (the first one an interval after the subscription is seen)."""
+        while True:
+            await asyncio.sleep(min(self.tick, 1.0))
+            try:
+                await self.queue_periodic(time.monotonic())
+            except Exception:
+                LOGGER.exception("periodic notifications failed; retrying")
+
+    async def queue_periodic(self, now: float) -> None:
+        """Queue every periodic subscription whose interval has passed."""
+        seen = set()
+        for tenant, sub in self.broker.subscriptions.periodic():
+            key = (tenant, sub.id)
+            seen.add(key)
+            interval = float(sub.time_interval or 0)
+            due = self._next_periodic.setdefault(key, now + interval)
+            if now >= due:
+                self._next_periodic[key] = now + interval
+                await periodic_notifications(self.broker, tenant, sub, now_timestamp())
+        for key in set(self._next_periodic) - seen:
+            del self._next_periodic[key]
 
     async def dispatch(self) -> None:
         """Start a drain task for each subscription whose next notification is due."""

@@ -397,6 +397,10 @@ class EntityStore(abc.ABC):
         """Delete a subscription and its pending notifications; False when there is none."""
 
     @abc.abstractmethod
+    async def queue_notifications(self, tenant: str | None, items: list[OutboxItem]) -> None:
+        """Add notifications not caused by a change (periodic ones) to the outbox."""
+
+    @abc.abstractmethod
     async def pending_notifications(
         self, tenant: str | None, limit: int, subscription_id: str | None = None
     ) -> dict[str, list[PendingNotification]]:

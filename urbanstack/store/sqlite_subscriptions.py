@@ -8,12 +8,14 @@ reports what it delivered, one short write per round.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from urbanstack.ngsild.errors import AlreadyExists
+from urbanstack.ngsild.model import now_timestamp
 from urbanstack.store.base import (
     DeliveryReport,
     OutboxItem,
@@ -126,6 +128,16 @@ class SQLiteSubscriptions(_Base):
             return conn.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,)).rowcount > 0
 
         return await self._write(tenant, run)
+
+    async def queue_notifications(self, tenant: str | None, items: list[OutboxItem]) -> None:
+        tenant = validate_tenant(tenant)
+        if not items:
+            return
+        await self._write(
+            tenant, lambda conn: write_outbox(conn, items, now_timestamp(), time.time())
+        )
+        if self.outbox_listener is not None:
+            self.outbox_listener(tenant)
 
     async def pending_notifications(
         self, tenant: str | None, limit: int, subscription_id: str | None = None
