@@ -255,3 +255,61 @@ def test_time_interval_notifies_current_state_periodically(
     count = len(receiver.notifications())
     assert wait_for(lambda: len(receiver.notifications()) > count, timeout=4)
     assert levels(receiver)[-1] == 2.2  # ...but the next period carries it
+
+
+def test_deletion_is_notified_with_deleted_at(client: TestClient, receiver: HttpReceiver) -> None:
+    client.post(ENTITIES, json=gauge(1.0))
+    subscribe(client, receiver.url, notificationTrigger=["entityDeleted"])
+    level(client, 2.0)  # not an entityDeleted
+    assert client.delete(f"{ENTITIES}/{GAUGE}").status_code == 204
+    [item] = wait_for(lambda: receiver.data())
+    assert item["id"] == GAUGE and item["deletedAt"].endswith("Z")
+
+
+def test_show_changes_carries_the_previous_value(
+    client: TestClient, receiver: HttpReceiver
+) -> None:
+    client.post(ENTITIES, json=gauge(1.0))
+    subscribe(client, receiver.url, notification={"showChanges": True})
+    level(client, 2.5)
+    [item] = wait_for(lambda: receiver.data())
+    assert item["waterLevel"]["value"] == 2.5 and item["waterLevel"]["previousValue"] == 1.0
+
+
+def test_ld_json_endpoint_gets_the_context_in_the_body(
+    client: TestClient, receiver: HttpReceiver
+) -> None:
+    endpoint = {"uri": receiver.url, "accept": "application/ld+json"}
+    subscribe(client, receiver.url, notification={"endpoint": endpoint})
+    client.post(ENTITIES, json=gauge(1.0))
+    assert wait_for(lambda: receiver.received)
+    _, headers, body = receiver.received[0]
+    assert headers["Content-Type"] == "application/ld+json"
+    assert "ngsi-ld-core-context" in json.dumps(body["@context"])
+
+
+def test_tenant_notifications_name_their_tenant(client: TestClient, receiver: HttpReceiver) -> None:
+    headers = {"NGSILD-Tenant": "hue"}
+    body = {
+        "type": "Subscription",
+        "entities": [{"type": "WaterLevelObserved"}],
+        "notification": {"endpoint": {"uri": receiver.url, "accept": "application/json"}},
+    }
+    assert client.post(SUBSCRIPTIONS, json=body, headers=headers).status_code == 201
+    client.post(ENTITIES, json=gauge(1.0))  # the default tenant: nobody subscribed there
+    client.post(ENTITIES, json=gauge(4.0), headers=headers)
+    assert wait_for(lambda: receiver.received)
+    time.sleep(0.2)
+    assert [h["NGSILD-Tenant"] for _, h, _ in receiver.received] == ["hue"]
+    assert levels(receiver) == [4.0]
+
+
+def test_paused_subscription_sends_nothing(client: TestClient, receiver: HttpReceiver) -> None:
+    paused = subscribe(client, receiver.url)
+    client.patch(f"{SUBSCRIPTIONS}/{paused}", json={"isActive": False})
+    subscribe(client, receiver.url, q="waterLevel>5")
+    client.post(ENTITIES, json=gauge(1.0))
+    client.post(ENTITIES, json=gauge(6.0, "urn:ngsi-ld:WaterLevelObserved:2"))
+    assert wait_for(lambda: receiver.data())
+    time.sleep(0.2)
+    assert levels(receiver) == [6.0]
