@@ -331,14 +331,8 @@ def parse_instance(
     for key, value in raw.items():
         if key in ("type", member, "createdAt", "modifiedAt", "instanceId", "@context"):
             continue
-        if key == "observedAt":
-            inst["observedAt"] = normalize_datetime(value, f"observedAt of {name!r}")
-        elif key == "unitCode":
-            if not isinstance(value, str) or not value:
-                raise BadRequestData(f"unitCode of {name!r} must be a non-empty string")
-            inst["unitCode"] = value
-        elif key == "datasetId":
-            inst["datasetId"] = validate_entity_id(value, f"datasetId of {name!r}")
+        if key in _META_MEMBERS:
+            inst[key] = _parse_meta(key, value, name)
         elif key == "objectType" and attr_type in ("Relationship", "ListRelationship"):
             types = value if isinstance(value, list) else [value]
             inst["objectType"] = [terms.expand(validate_name(t, "objectType")) for t in types]
@@ -357,7 +351,21 @@ def parse_instance(
     return inst
 
 
-_READING_MEMBERS = frozenset({"type", "value", "observedAt", "unitCode", "datasetId"})
+_META_MEMBERS = frozenset({"observedAt", "unitCode", "datasetId"})
+_READING_MEMBERS = frozenset({"type", "value", *_META_MEMBERS})
+
+
+def _parse_meta(key: str, value: Any, name: str) -> Any:
+    """observedAt, unitCode or datasetId of an instance, validated."""
+    if key == "observedAt":
+        return normalize_datetime(value, f"observedAt of {name!r}")
+    if key == "unitCode":
+        if not isinstance(value, str) or not value:
+            raise BadRequestData(f"unitCode of {name!r} must be a non-empty string")
+        return value
+    return validate_entity_id(value, f"datasetId of {name!r}")
+
+
 _SCALARS = (int, float, str, bool)
 
 
@@ -370,14 +378,8 @@ def _parse_reading(raw: dict[str, Any], now: str, name: str) -> Instance | None:
         return None
     inst: Instance = {"type": "Property", "value": value}
     for key, member in raw.items():
-        if key == "observedAt":
-            inst["observedAt"] = normalize_datetime(member, f"observedAt of {name!r}")
-        elif key == "unitCode":
-            if not isinstance(member, str) or not member:
-                raise BadRequestData(f"unitCode of {name!r} must be a non-empty string")
-            inst["unitCode"] = member
-        elif key == "datasetId":
-            inst["datasetId"] = validate_entity_id(member, f"datasetId of {name!r}")
+        if key in _META_MEMBERS:
+            inst[key] = _parse_meta(key, member, name)
     inst["createdAt"] = now
     inst["modifiedAt"] = now
     return inst
