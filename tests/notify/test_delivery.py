@@ -208,7 +208,8 @@ def test_a_failing_receiver_does_not_delay_the_others(
     assert time.monotonic() - started < 2
 
 
-def test_mqtt_endpoint_receives_the_notification(client: TestClient) -> None:
+@pytest.mark.parametrize("version", ["mqtt3.1.1", "mqtt5.0"])
+def test_mqtt_endpoint_receives_the_notification(client: TestClient, version: str) -> None:
     import paho.mqtt.client as mqtt
 
     broker = Mosquitto().start()
@@ -225,7 +226,10 @@ def test_mqtt_endpoint_receives_the_notification(client: TestClient) -> None:
         endpoint = {
             "uri": f"mqtt://127.0.0.1:{broker.port}/hue/flood",
             "accept": "application/json",
-            "notifierInfo": [{"key": "MQTT-QoS", "value": "1"}],
+            "notifierInfo": [
+                {"key": "MQTT-QoS", "value": "1"},
+                {"key": "MQTT-Version", "value": version},
+            ],
         }
         subscribe(client, endpoint["uri"], notification={"endpoint": endpoint})
         client.post(ENTITIES, json=gauge(3.3))

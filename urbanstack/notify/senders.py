@@ -54,15 +54,16 @@ class HttpSender:
 
 class MqttSender:
     """Publishes notifications to ``mqtt://host:port/topic`` (``mqtts://`` with TLS), QoS
-    from notifierInfo ``MQTT-QoS`` (0, 1 or 2); the message is ``{"metadata": headers,
+    from notifierInfo ``MQTT-QoS`` (0, 1 or 2), protocol from ``MQTT-Version`` (mqtt3.1.1 or
+    mqtt5.0); the message is ``{"metadata": headers,
     "body": notification}`` as clause 7.3 of the MQTT binding describes."""
 
     def __init__(self, timeout: float = 10.0) -> None:
         self.timeout = timeout
-        self._clients: dict[tuple[str, str, int, str, str], Any] = {}
+        self._clients: dict[tuple[str, str, int, str, str, str], Any] = {}
         self._lock = asyncio.Lock()
 
-    async def _client(self, uri: str) -> tuple[Any, str]:
+    async def _client(self, uri: str, version: str) -> tuple[Any, str]:
         import aiomqtt
 
         parts = urlsplit(uri)
@@ -76,6 +77,7 @@ class MqttSender:
             parts.port or (8883 if tls else 1883),
             parts.username or "",
             parts.password or "",
+            version,
         )
         async with self._lock:
             client = self._clients.get(key)
@@ -87,6 +89,11 @@ class MqttSender:
                     password=key[4] or None,
                     tls_params=aiomqtt.TLSParameters() if tls else None,
                     timeout=self.timeout,
+                    protocol=(
+                        aiomqtt.ProtocolVersion.V5
+                        if version == "mqtt5.0"
+                        else aiomqtt.ProtocolVersion.V311
+                    ),
                 )
                 try:
                     await client.__aenter__()
@@ -102,7 +109,7 @@ class MqttSender:
         import orjson
 
         qos = int(notifier_info.get("MQTT-QoS", "0"))
-        client, topic = await self._client(uri)
+        client, topic = await self._client(uri, notifier_info.get("MQTT-Version", "mqtt3.1.1"))
         message = b'{"metadata":' + orjson.dumps(headers) + b',"body":' + body + b"}"
         try:
             await client.publish(topic, message, qos=qos, timeout=self.timeout)
