@@ -158,3 +158,16 @@ async def test_queued_notifications_are_pending_and_heard(store: EntityStore) ->
     pending = await store.pending_notifications(None, 10, subscription_id="urn:sub:1")
     assert [p.entity_id for p in pending["urn:sub:1"]] == ["urn:e:1"]
     assert heard == [None]
+
+
+async def test_outbox_numbers_grow_even_after_the_queue_empties(store: EntityStore) -> None:
+    await store.create_subscription(None, record("urn:sub:1"))
+    item = OutboxItem("urn:sub:1", "urn:e:1", b"{}")
+    await store.queue_notifications(None, [item, item])
+    first = (await store.pending_notifications(None, 10))["urn:sub:1"]
+    await store.record_deliveries(
+        None, [DeliveryReport("urn:sub:1", [p.seq for p in first], when=NOW)]
+    )
+    await store.queue_notifications(None, [item])
+    [again] = (await store.pending_notifications(None, 10))["urn:sub:1"]
+    assert again.seq > max(p.seq for p in first)

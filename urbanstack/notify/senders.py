@@ -36,7 +36,9 @@ class HttpSender:
     """POSTs notifications; any 2xx answer is a delivery."""
 
     def __init__(self, timeout: float = 10.0) -> None:
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        # one keep-alive connection per busy receiver: subscriptions deliver concurrently
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=1000)
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, limits=limits)
 
     async def send(
         self, uri: str, body: bytes, headers: dict[str, str], notifier_info: dict[str, str]

@@ -32,6 +32,7 @@ from urbanstack.store.base import DeliveryReport, PendingNotification
 
 LOGGER = logging.getLogger(__name__)
 JSON_LD = "application/ld+json"
+FLUSH_DELAY_S = 0.02
 
 
 class DeliveryWorker:
@@ -63,6 +64,10 @@ class DeliveryWorker:
         self._loop_task: asyncio.Task[None] | None = None
         self._periodic_task: asyncio.Task[None] | None = None
         self._next_periodic: dict[tuple[str | None, str], float] = {}
+        # deliveries are recorded in batches: rows sent but not yet deleted are skipped
+        self._sent_upto: dict[tuple[str | None, str], int] = {}
+        self._unrecorded: dict[str | None, list[DeliveryReport]] = {}
+        self._flush_task: asyncio.Task[None] | None = None
 
     def wake(self, tenant: str | None = None) -> None:
         """New outbox rows were committed (the store's outbox listener)."""
@@ -85,6 +90,10 @@ class DeliveryWorker:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._flush_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+        await self._flush()
         for sender in {id(s): s for s in self.senders.values()}.values():
             await sender.close()
 
@@ -142,7 +151,8 @@ class DeliveryWorker:
                 rows = await self.broker.store.pending_notifications(
                     tenant, limit=self.batch, subscription_id=sub_id
                 )
-                queue = rows.get(sub_id, [])
+                sent = self._sent_upto.get(key, 0)
+                queue = [row for row in rows.get(sub_id, []) if row.seq > sent]
                 if not queue or queue[0].next_attempt > time.time():
                     if key in self._again:
                         continue
@@ -179,9 +189,33 @@ class DeliveryWorker:
             await self.broker.store.record_deliveries(tenant, [report])
             return False
         self._last_sent[sub_id] = time.monotonic()
+        self._sent_upto[(tenant, sub_id)] = queue[-1].seq
         report = DeliveryReport(sub_id, [row.seq for row in queue], when=when)
-        await self.broker.store.record_deliveries(tenant, [report])
+        self._unrecorded.setdefault(tenant, []).append(report)
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush_later())
         return True
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(FLUSH_DELAY_S)  # deliveries of the next few ms join this write
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Record the deliveries made since the last flush, one write per tenant. A crash
+        before this write sends them again on restart (at-least-once)."""
+        pending, self._unrecorded = self._unrecorded, {}
+        for tenant, reports in pending.items():
+            merged: dict[str, DeliveryReport] = {}
+            for report in reports:
+                into = merged.setdefault(
+                    report.subscription_id, DeliveryReport(report.subscription_id, [])
+                )
+                into.delivered += report.delivered
+                into.when = report.when
+            try:
+                await self.broker.store.record_deliveries(tenant, list(merged.values()))
+            except Exception:
+                LOGGER.exception("recording deliveries failed; they may be sent again")
 
     async def _throttle(self, sub: Subscription) -> None:
         if sub.throttling:

@@ -148,6 +148,15 @@ class SQLiteSubscriptions(_Base):
 
         def run(conn: sqlite3.Connection) -> dict[str, list[PendingNotification]]:
             pending: dict[str, list[PendingNotification]] = {}
+            if subscription_id is None and limit == 1:
+                # each subscription's head row in one pass over the (subscription, seq) index
+                # (SQLite takes the bare columns from the row that has min(seq))
+                for row in conn.execute(
+                    "SELECT min(seq), subscription_id, entity_id, payload, created, attempts, "
+                    "next_attempt FROM outbox GROUP BY subscription_id"
+                ):
+                    pending[row[1]] = [PendingNotification(*row)]
+                return pending
             if subscription_id is not None:
                 subscriptions = [subscription_id]
             else:

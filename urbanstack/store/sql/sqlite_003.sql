@@ -12,9 +12,10 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 );
 -- one row per notification to send, written in the transaction of the change that caused
 -- it; deleted once delivered. seq orders the changes: per (subscription, entity) the
--- worker delivers in seq order.
+-- worker delivers in seq order. AUTOINCREMENT: a seq is never reused, even after the rows
+-- above it were delivered and deleted (the worker skips rows up to the last seq it sent).
 CREATE TABLE IF NOT EXISTS outbox (
-    seq             INTEGER PRIMARY KEY,
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     subscription_id TEXT NOT NULL,
     entity_id       TEXT NOT NULL,
     payload         BLOB NOT NULL,           -- what to notify (JSON), rendered at delivery
