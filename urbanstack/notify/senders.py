@@ -33,25 +33,38 @@ class Sender(Protocol):
 
 
 class HttpSender:
-    """POSTs notifications; any 2xx answer is a delivery."""
+    """POSTs notifications; any 2xx answer is a delivery. One small keep-alive pool per
+    receiver origin: httpcore checks every pooled connection on each request, so one big
+    pool shared by a hundred receivers would cost a hundred checks per notification."""
 
     def __init__(self, timeout: float = 10.0) -> None:
-        # one keep-alive connection per busy receiver: subscriptions deliver concurrently
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=1000)
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, limits=limits)
+        self.timeout = timeout
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def _client(self, uri: str) -> httpx.AsyncClient:
+        parts = urlsplit(uri)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        client = self._clients.get(origin)
+        if client is None:
+            limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
+            client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, limits=limits)
+            self._clients[origin] = client
+        return client
 
     async def send(
         self, uri: str, body: bytes, headers: dict[str, str], notifier_info: dict[str, str]
     ) -> None:
         try:
-            reply = await self._client.post(uri, content=body, headers=headers)
+            reply = await self._client(uri).post(uri, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         if not 200 <= reply.status_code < 300:
             raise DeliveryError(f"HTTP {reply.status_code}")
 
     async def close(self) -> None:
-        await self._client.aclose()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
 
 class MqttSender:

@@ -159,6 +159,8 @@ class DeliveryWorker:
                     return
                 if not await self._deliver(tenant, sub_id, queue):
                     return  # back-off: the dispatcher restarts it when due
+                if len(rows.get(sub_id, [])) < self.batch and key not in self._again:
+                    return  # everything read was sent, and nothing was committed since
         except Exception:
             LOGGER.exception("delivery for %s failed", sub_id)
         finally:
