@@ -46,7 +46,7 @@ class HttpSender:
         origin = f"{parts.scheme}://{parts.netloc}"
         client = self._clients.get(origin)
         if client is None:
-            limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
+            limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
             client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, limits=limits)
             self._clients[origin] = client
         return client
