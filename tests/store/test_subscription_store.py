@@ -171,3 +171,11 @@ async def test_outbox_numbers_grow_even_after_the_queue_empties(store: EntitySto
     await store.queue_notifications(None, [item])
     [again] = (await store.pending_notifications(None, 10))["urn:sub:1"]
     assert again.seq > max(p.seq for p in first)
+
+
+async def test_pending_notifications_skip_rows_up_to_a_number(store: EntityStore) -> None:
+    item = OutboxItem("urn:sub:1", "urn:e:1", b"{}")
+    await store.queue_notifications(None, [item, item, item])
+    first, *_ = (await store.pending_notifications(None, 10))["urn:sub:1"]
+    later = await store.pending_notifications(None, 10, "urn:sub:1", after=first.seq)
+    assert [p.seq for p in later["urn:sub:1"]] == [first.seq + 1, first.seq + 2]

@@ -148,11 +148,11 @@ class DeliveryWorker:
         try:
             while True:
                 self._again.discard(key)
+                sent = self._sent_upto.get(key, 0)  # rows sent, their deletion not yet written
                 rows = await self.broker.store.pending_notifications(
-                    tenant, limit=self.batch, subscription_id=sub_id
+                    tenant, limit=self.batch, subscription_id=sub_id, after=sent
                 )
-                sent = self._sent_upto.get(key, 0)
-                queue = [row for row in rows.get(sub_id, []) if row.seq > sent]
+                queue = rows.get(sub_id, [])
                 if not queue or queue[0].next_attempt > time.time():
                     if key in self._again:
                         continue

@@ -402,10 +402,10 @@ class EntityStore(abc.ABC):
 
     @abc.abstractmethod
     async def pending_notifications(
-        self, tenant: str | None, limit: int, subscription_id: str | None = None
+        self, tenant: str | None, limit: int, subscription_id: str | None = None, after: int = 0
     ) -> dict[str, list[PendingNotification]]:
         """Per subscription (or for ``subscription_id`` alone), its oldest ``limit`` outbox
-        rows in change order."""
+        rows in change order, skipping those numbered ``after`` or less."""
 
     @abc.abstractmethod
     async def record_deliveries(self, tenant: str | None, reports: list[DeliveryReport]) -> None:

@@ -140,7 +140,7 @@ class SQLiteSubscriptions(_Base):
             self.outbox_listener(tenant)
 
     async def pending_notifications(
-        self, tenant: str | None, limit: int, subscription_id: str | None = None
+        self, tenant: str | None, limit: int, subscription_id: str | None = None, after: int = 0
     ) -> dict[str, list[PendingNotification]]:
         tenant = validate_tenant(tenant)
         if tenant not in self._known_tenants:
@@ -148,7 +148,7 @@ class SQLiteSubscriptions(_Base):
 
         def run(conn: sqlite3.Connection) -> dict[str, list[PendingNotification]]:
             pending: dict[str, list[PendingNotification]] = {}
-            if subscription_id is None and limit == 1:
+            if subscription_id is None and limit == 1 and not after:
                 # each subscription's head row in one pass over the (subscription, seq) index
                 # (SQLite takes the bare columns from the row that has min(seq))
                 for row in conn.execute(
@@ -166,8 +166,9 @@ class SQLiteSubscriptions(_Base):
             for sub_id in subscriptions:
                 rows = conn.execute(
                     "SELECT seq, subscription_id, entity_id, payload, created, attempts, "
-                    "next_attempt FROM outbox WHERE subscription_id = ? ORDER BY seq LIMIT ?",
-                    (sub_id, limit),
+                    "next_attempt FROM outbox WHERE subscription_id = ? AND seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (sub_id, after, limit),
                 ).fetchall()
                 if rows:
                     pending[sub_id] = [PendingNotification(*r) for r in rows]
