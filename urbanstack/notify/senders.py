@@ -32,30 +32,38 @@ class Sender(Protocol):
     async def close(self) -> None: ...
 
 
+ORIGIN_CONCURRENCY = 16  # requests in flight per receiver origin
+
+
 class HttpSender:
-    """POSTs notifications; any 2xx answer is a delivery. One small keep-alive pool per
-    receiver origin: httpcore checks every pooled connection on each request, so one big
-    pool shared by a hundred receivers would cost a hundred checks per notification."""
+    """POSTs notifications; any 2xx answer is a delivery. One keep-alive pool per receiver
+    origin, and at most :data:`ORIGIN_CONCURRENCY` requests in flight to it: httpcore's
+    pool matches every queued request against every connection each time it schedules,
+    so letting a hundred subscriptions queue on one receiver costs quadratic time."""
 
     def __init__(self, timeout: float = 10.0) -> None:
         self.timeout = timeout
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._clients: dict[str, tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
 
-    def _client(self, uri: str) -> httpx.AsyncClient:
+    def _client(self, uri: str) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         parts = urlsplit(uri)
         origin = f"{parts.scheme}://{parts.netloc}"
-        client = self._clients.get(origin)
-        if client is None:
-            limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+        found = self._clients.get(origin)
+        if found is None:
+            limits = httpx.Limits(
+                max_connections=ORIGIN_CONCURRENCY, max_keepalive_connections=ORIGIN_CONCURRENCY
+            )
             client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, limits=limits)
-            self._clients[origin] = client
-        return client
+            found = self._clients[origin] = (client, asyncio.Semaphore(ORIGIN_CONCURRENCY))
+        return found
 
     async def send(
         self, uri: str, body: bytes, headers: dict[str, str], notifier_info: dict[str, str]
     ) -> None:
+        client, slots = self._client(uri)
         try:
-            reply = await self._client(uri).post(uri, content=body, headers=headers)
+            async with slots:
+                reply = await client.post(uri, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         if not 200 <= reply.status_code < 300:
@@ -63,7 +71,7 @@ class HttpSender:
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
+        for client, _ in clients:
             await client.aclose()
 
 
