@@ -76,10 +76,13 @@ async def test_a_taken_subscription_id_is_already_exists(store: EntityStore) -> 
 
 async def test_replacing_keeps_the_delivery_status(store: EntityStore) -> None:
     await store.create_subscription(None, record("urn:sub:1"))
-    await store.record_deliveries(None, [DeliveryReport("urn:sub:1", [], when=NOW, failed=None)])
+    await store.queue_notifications(None, [OutboxItem("urn:sub:1", "urn:e:1", b"{}")])
+    [sent] = (await store.pending_notifications(None, 10))["urn:sub:1"]
+    await store.record_deliveries(None, [DeliveryReport("urn:sub:1", [sent.seq], when=NOW)])
     assert await store.replace_subscription(None, "urn:sub:1", {"id": "urn:sub:1", "q": "a>1"})
     found = await store.get_subscription(None, "urn:sub:1")
     assert found is not None and found.document["q"] == "a>1"
+    assert found.times_sent == 1 and found.last_success == NOW
     assert not await store.replace_subscription(None, "urn:sub:9", {})
 
 

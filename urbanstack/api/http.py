@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -19,13 +18,18 @@ from urbanstack.ngsild.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from urbanstack.ngsild.jsonld import CORE_CONTEXT_URL, JsonLdContext, TermMap
+from urbanstack.ngsild.jsonld import (
+    CONTEXT_REL,
+    JsonLdContext,
+    TermMap,
+    context_link,
+    context_value,
+)
 
 JSON = "application/json"
 JSON_LD = "application/ld+json"
 GEO_JSON = "application/geo+json"
 MERGE_PATCH = "application/merge-patch+json"
-CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 _LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 
 
@@ -163,23 +167,6 @@ def negotiate(request: Request, *, geo: bool = False) -> str:
     if best is None:
         raise NotAcceptable(f"Cannot answer with any of {accept!r}; offered: {', '.join(offered)}")
     return best[2]
-
-
-def context_value(terms: TermMap) -> Any:
-    """The @context to repeat in an answer: the request's own, or the core context."""
-    if terms.source is not None:
-        return terms.source
-    return CORE_CONTEXT_URL
-
-
-@lru_cache(maxsize=256)
-def _link_to(url: str) -> str:
-    return f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
-
-
-def context_link(terms: TermMap) -> str:
-    """A Link header value pointing at the request's context (or the core context)."""
-    return _link_to(terms.urls[0] if len(terms.urls) == 1 else CORE_CONTEXT_URL)
 
 
 def json_response(

@@ -77,9 +77,11 @@ async def require_tenant(broker: Broker, caller: Caller) -> None:
         raise NonexistentTenant(f"Tenant {caller.tenant!r} does not exist")
 
 
-async def _change_one(
+async def change_one(
     broker: Broker, caller: Caller, change: EntityChange, *, creates: bool = False
 ) -> Any:
+    """Apply one change (refusing unknown tenants unless it ``creates``); its result, or
+    its NGSI-LD error raised."""
     if not creates:
         await require_tenant(broker, caller)
     results = await broker.store.change_entities(caller.tenant, [change])
@@ -104,7 +106,7 @@ def create_change(entity: Entity) -> EntityChange:
 async def create_entity(broker: Broker, caller: Caller, body: Any, terms: TermMap) -> str:
     """POST /entities: validate and create one entity; returns its id."""
     entity = parse_entity(body, terms, now_timestamp())
-    return await _change_one(broker, caller, create_change(entity), creates=True)
+    return await change_one(broker, caller, create_change(entity), creates=True)
 
 
 async def retrieve_entity(broker: Broker, caller: Caller, entity_id: str) -> Entity:
@@ -139,7 +141,7 @@ def delete_change(entity_id: str) -> EntityChange:
 async def delete_entity(broker: Broker, caller: Caller, entity_id: str) -> None:
     """DELETE /entities/{id}."""
     validate_entity_id(entity_id)
-    await _change_one(broker, caller, delete_change(entity_id))
+    await change_one(broker, caller, delete_change(entity_id))
 
 
 def replace_change(entity: Entity) -> EntityChange:
@@ -164,7 +166,7 @@ async def replace_entity(
     entity = parse_entity(
         {**body, "id": entity_id} if isinstance(body, dict) else body, terms, now_timestamp()
     )
-    await _change_one(broker, caller, replace_change(entity))
+    await change_one(broker, caller, replace_change(entity))
 
 
 def merge_change(entity_id: str, fragment: Entity) -> EntityChange:
@@ -211,7 +213,7 @@ async def merge_entity(
     """PATCH /entities/{id}: merge-patch (urn:ngsi-ld:null deletes an attribute)."""
     validate_entity_id(entity_id)
     fragment = parse_fragment(body, terms, entity_id, allow_null=True)
-    await _change_one(broker, caller, merge_change(entity_id, fragment))
+    await change_one(broker, caller, merge_change(entity_id, fragment))
 
 
 def append_change(entity_id: str, fragment: Entity, *, overwrite: bool) -> EntityChange:
@@ -244,9 +246,7 @@ async def append_attrs(
     """POST /entities/{id}/attrs (``options=noOverwrite`` keeps existing attributes)."""
     validate_entity_id(entity_id)
     fragment = parse_fragment(body, terms, entity_id, allow_null=False)
-    return await _change_one(
-        broker, caller, append_change(entity_id, fragment, overwrite=overwrite)
-    )
+    return await change_one(broker, caller, append_change(entity_id, fragment, overwrite=overwrite))
 
 
 def update_change(entity_id: str, fragment: Entity) -> EntityChange:
@@ -271,7 +271,7 @@ async def update_attrs(
     """PATCH /entities/{id}/attrs: update existing attributes, report the others."""
     validate_entity_id(entity_id)
     fragment = parse_fragment(body, terms, entity_id, allow_null=False)
-    return await _change_one(broker, caller, update_change(entity_id, fragment))
+    return await change_one(broker, caller, update_change(entity_id, fragment))
 
 
 async def update_attr(
@@ -315,7 +315,7 @@ async def update_attr(
         touch(current, now)
         return Write(current)
 
-    await _change_one(broker, caller, EntityChange(entity_id, apply))
+    await change_one(broker, caller, EntityChange(entity_id, apply))
 
 
 async def delete_attr(
@@ -343,7 +343,7 @@ async def delete_attr(
         touch(current, now)
         return Write(current)
 
-    await _change_one(broker, caller, EntityChange(entity_id, apply))
+    await change_one(broker, caller, EntityChange(entity_id, apply))
 
 
 async def query_entities(

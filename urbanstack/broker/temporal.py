@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from urbanstack.broker.caller import Caller
-from urbanstack.broker.entities import Broker, require_tenant
+from urbanstack.broker.entities import Broker, change_one, require_tenant
 from urbanstack.ngsild.errors import BadRequestData, ResourceNotFound, TooManyResults
 from urbanstack.ngsild.history import HistoryRow, TemporalEntity, history_row, parse_instance_id
 from urbanstack.ngsild.jsonld import TermMap
@@ -157,10 +157,7 @@ async def create_temporal(broker: Broker, caller: Caller, body: Any, terms: Term
         return Write(current, False)
 
     change = EntityChange(entity_id, apply, history=_history(attrs, now))
-    results = await broker.store.change_entities(caller.tenant, [change])
-    if results[0].error is not None:
-        raise results[0].error
-    return bool(results[0].result)
+    return bool(await change_one(broker, caller, change, creates=True))
 
 
 async def append_temporal_attrs(
@@ -185,10 +182,7 @@ async def append_temporal_attrs(
         touch(current, now)
         return Write(current)
 
-    change = EntityChange(entity_id, apply, history=_history(attrs, now))
-    results = await broker.store.change_entities(caller.tenant, [change])
-    if results[0].error is not None:
-        raise results[0].error
+    await change_one(broker, caller, EntityChange(entity_id, apply, history=_history(attrs, now)))
 
 
 def _instance_number(instance_id: str) -> int:
@@ -283,11 +277,8 @@ async def delete_temporal_entity(broker: Broker, caller: Caller, entity_id: str)
     def apply(current: Entity | None) -> Delete | Keep:
         return Delete(True) if current is not None else Keep(False)
 
-    change = EntityChange(entity_id, apply, drop_history=True)
-    results = await broker.store.change_entities(caller.tenant, [change])
-    if results[0].error is not None:
-        raise results[0].error
-    if not results[0].result and not had_history:
+    deleted = await change_one(broker, caller, EntityChange(entity_id, apply, drop_history=True))
+    if not deleted and not had_history:
         raise _not_found(entity_id)
 
 

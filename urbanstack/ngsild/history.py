@@ -86,8 +86,7 @@ def history_row(attr: str, inst: Instance, modified_at: str) -> HistoryRow:
     elif others == {"unitCode"}:
         extra = _unit_extra(inst["unitCode"])  # most readings: one shared encoding
     else:
-        member = VALUE_MEMBER.get(inst["type"], "value")
-        extra = orjson.dumps({k: v for k, v in inst.items() if k in others and k != member})
+        extra = orjson.dumps({k: v for k, v in inst.items() if k in others})
     modified = to_micros(inst.get("modifiedAt", modified_at))
     observed_at = inst.get("observedAt")
     return HistoryRow(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -23,6 +23,8 @@ CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.js
 CORE_CONTEXT_PREFIX = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context"
 DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 NGSI_LD_NS = "https://uri.etsi.org/ngsi-ld/"
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+JSON_LD_MEDIA = "application/ld+json"
 MAX_CONTEXT_DEPTH = 8
 
 JsonLdContext = str | Mapping[str, Any] | Sequence[Any] | None
@@ -217,3 +219,20 @@ def context_cache_key(context: JsonLdContext) -> str:
 def core_term_map() -> TermMap:
     """The term map of the core context alone (requests without a user context)."""
     return build_term_map(None, {})
+
+
+def context_value(terms: TermMap) -> Any:
+    """The @context to repeat in an answer: the request's own, or the core context."""
+    if terms.source is not None:
+        return terms.source
+    return CORE_CONTEXT_URL
+
+
+@lru_cache(maxsize=256)
+def _link_to(url: str) -> str:
+    return f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD_MEDIA}"'
+
+
+def context_link(terms: TermMap) -> str:
+    """A Link header value pointing at the terms' context (or the core context)."""
+    return _link_to(terms.urls[0] if len(terms.urls) == 1 else CORE_CONTEXT_URL)

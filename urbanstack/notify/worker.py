@@ -23,7 +23,7 @@ import orjson
 
 from urbanstack.broker.entities import Broker
 from urbanstack.broker.subscriptions import periodic_notifications
-from urbanstack.ngsild.jsonld import CORE_CONTEXT_URL
+from urbanstack.ngsild.jsonld import context_link, context_value
 from urbanstack.ngsild.model import now_timestamp
 from urbanstack.ngsild.subscription import Subscription
 from urbanstack.ngsild.subscription_match import notification_body, render_notification_entity
@@ -241,16 +241,12 @@ class DeliveryWorker:
             sub, data, f"urn:ngsi-ld:Notification:{uuid.uuid4()}", when
         )
         headers = {key: value for key, value in sub.endpoint.receiver_info}
-        context_url = terms.urls[0] if len(terms.urls) == 1 else CORE_CONTEXT_URL
         if sub.endpoint.accept == JSON_LD:
-            notification = {"@context": terms.source or context_url, **notification}
+            notification = {"@context": context_value(terms), **notification}
             headers["Content-Type"] = JSON_LD
         else:
             headers["Content-Type"] = "application/json"
-            headers["Link"] = (
-                f'<{context_url}>; rel="http://www.w3.org/ns/json-ld#context"; '
-                'type="application/ld+json"'
-            )
+            headers["Link"] = context_link(terms)
         if tenant is not None:
             headers["NGSILD-Tenant"] = tenant
         return orjson.dumps(notification), headers

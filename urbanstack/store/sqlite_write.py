@@ -28,16 +28,15 @@ from urbanstack.store.base import (
     ViewRenderer,
     Write,
 )
-from urbanstack.store.sqlite_history import delete_entity_history, ensure_entities, insert_rows
+from urbanstack.store.sqlite_history import (
+    _chunks,
+    delete_entity_history,
+    ensure_entities,
+    insert_rows,
+)
 from urbanstack.store.sqlite_index import geo_values, typed_path, value_rows
 
-CHUNK = 500
 _DELETED = object()
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def geometry_row(geometry: dict[str, Any]) -> tuple[bytes, tuple[float, float, float, float]]:
