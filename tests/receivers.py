@@ -82,16 +82,28 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
 
 
 class Mosquitto:
-    """A mosquitto broker on a free port (the Debian package), anonymous, no persistence."""
+    """A mosquitto broker on a free port (the Debian package), anonymous; with
+    ``persistent``, sessions and queued messages survive :meth:`restart` as in production."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, persistent: bool = False) -> None:
         self.port = free_port()
+        self.persistent = persistent
         self._dir = Path(tempfile.mkdtemp(prefix="mosquitto-"))
+        # started as root, mosquitto drops to its own user: it must be able to save here
+        self._dir.chmod(0o777)
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
         config = self._dir / "mosquitto.conf"
-        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        if self.persistent:
+            lines += [
+                "persistence true",
+                f"persistence_location {self._dir}/",
+                "max_queued_messages 0",
+                "autosave_interval 1",
+            ]
+        config.write_text("\n".join(lines) + "\n")
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self._proc = subprocess.Popen(
             [exe, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -104,8 +116,18 @@ class Mosquitto:
             time.sleep(0.05)
         raise RuntimeError("mosquitto did not start")
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the broker (it saves its persistent state), keeping its directory."""
         if self._proc is not None:
             self._proc.terminate()
             self._proc.wait(10)
+            self._proc = None
+
+    def restart(self) -> None:
+        """Stop, then start again on the same port with the same state."""
+        self.halt()
+        self.start()
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -31,12 +31,19 @@ def main() -> None:
     help="Store URL, e.g. sqlite:///urbanstack.db [env URBANSTACK_STORE; default ./urbanstack.db].",
 )
 @click.option(
+    "--mqtt",
+    default=None,
+    help="MQTT broker for the IoT agent, e.g. mqtt://127.0.0.1:1883 [env URBANSTACK_MQTT].",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default=None,
     help="Logging level [default: info].",
 )
-def serve(host: str | None, port: int | None, store: str | None, log_level: str | None) -> None:
+def serve(
+    host: str | None, port: int | None, store: str | None, mqtt: str | None, log_level: str | None
+) -> None:
     """Run the platform's HTTP API (NGSI-LD at /ngsi-ld/v1).
 
     SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish,
@@ -47,7 +54,9 @@ def serve(host: str | None, port: int | None, store: str | None, log_level: str 
     from urbanstack.api.app import create_app
 
     try:
-        settings = Settings.from_env(host=host, port=port, store=store, log_level=log_level)
+        settings = Settings.from_env(
+            host=host, port=port, store=store, mqtt=mqtt, log_level=log_level
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     logging.basicConfig(

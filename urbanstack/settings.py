@@ -43,6 +43,21 @@ class Settings:
     notification_batch: int = _setting(
         100, "Most pending changes sent together in one notification"
     )
+    mqtt: str = _setting(
+        "", "MQTT broker URL the IoT agent subscribes to (mqtt://host:1883); empty: none"
+    )
+    mqtt_client_id: str = _setting(
+        "", "MQTT client id of this node (its persistent session); empty: urbanstack-<host>-<port>"
+    )
+    mqtt_shared_group: str = _setting(
+        "", "MQTT shared-subscription group, so several nodes split the device messages"
+    )
+    iot_offline_after: float = _setting(
+        600.0, "Seconds of silence after which a device's status attribute turns offline"
+    )
+    iot_dead_letter_keep: int = _setting(
+        1000, "Refused device messages and values kept in the dead-letter log"
+    )
     temporal_instance_limit: int = _setting(
         1000, "Most instances per attribute in one temporal answer (then 206 + Content-Range)"
     )
@@ -82,6 +97,12 @@ class Settings:
             raise ValueError("notification_batch must be at least 1")
         if self.temporal_instance_limit < 1:
             raise ValueError("temporal_instance_limit must be at least 1")
+        if self.mqtt and not self.mqtt.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("mqtt must be an mqtt:// or mqtts:// URL")
+        if self.iot_offline_after <= 0:
+            raise ValueError("iot_offline_after must be > 0 seconds")
+        if self.iot_dead_letter_keep < 1:
+            raise ValueError("iot_dead_letter_keep must be at least 1")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise ValueError("log_level must be debug, info, warning, error or critical")
 

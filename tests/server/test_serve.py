@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.receivers import HttpReceiver, wait_for
+from tests.receivers import HttpReceiver, Mosquitto, wait_for
 
 pytestmark = pytest.mark.server
 
@@ -40,10 +40,11 @@ def free_port() -> int:
 class Server:
     """A urbanstack serve subprocess on a free port."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, **settings: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "URBANSTACK_STORE": f"sqlite:///{store}"}
+        env |= {f"URBANSTACK_{name.upper()}": value for name, value in settings.items()}
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -247,3 +248,49 @@ def test_invalid_setting_is_reported_without_traceback() -> None:
     )
     assert out.returncode != 0
     assert "URBANSTACK_PORT" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_measures_acknowledged_by_mqtt_survive_a_kill_9_of_the_platform(store_file: Path) -> None:
+    import paho.mqtt.client as mqtt
+
+    broker = Mosquitto(persistent=True).start()
+    mqtt_settings = {"mqtt": f"mqtt://127.0.0.1:{broker.port}", "mqtt_client_id": "hue-node-1"}
+    server = Server(store_file, **mqtt_settings)
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    gauge = "urn:ngsi-ld:WaterLevelObserved:kim-long"
+
+    def seen(url: str) -> set[int]:
+        reply = httpx.get(f"{url}/ngsi-ld/v1/temporal/entities/{gauge}?attrs=seq&lastN=1000")
+        return {i["value"] for i in reply.json().get("seq", [])} if reply.is_success else set()
+
+    def publish(n: int) -> None:
+        info = publisher.publish("/river/kim-long/attrs", json.dumps({"n": n}), qos=1)
+        info.wait_for_publish(10)  # acknowledged by the MQTT broker
+        assert info.is_published()
+
+    try:
+        group = {
+            "apikey": "river",
+            "entity_type": "WaterLevelObserved",
+            "attributes": [{"object_id": "n", "name": "seq", "type": "Integer"}],
+        }
+        assert httpx.post(server.url + "/iot/services", json={"services": [group]}).is_success
+        device = {"device_id": "kim-long", "entity_name": gauge, "apikey": "river"}
+        assert httpx.post(server.url + "/iot/devices", json={"devices": [device]}).is_success
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+        publish(0)
+        assert wait_for(lambda: 0 in seen(server.url), timeout=20)  # subscribed
+        for n in range(1, 300):
+            publish(n)
+            if n == 150:
+                server.stop(signal.SIGKILL)
+        server = Server(store_file, **mqtt_settings)
+        assert wait_for(lambda: seen(server.url) == set(range(300)), timeout=30), sorted(
+            set(range(300)) - seen(server.url)
+        )
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        server.stop(signal.SIGKILL)
+        broker.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -19,6 +20,7 @@ from urbanstack.api import (
     contexts,
     discovery,
     entities,
+    iot,
     stream,
     subscriptions,
     system,
@@ -27,6 +29,8 @@ from urbanstack.api import (
 from urbanstack.broker import temporal as temporal_uc
 from urbanstack.broker.contexts import ContextService, Fetcher, HttpContextFetcher
 from urbanstack.broker.entities import Broker
+from urbanstack.ingest.agent import IngestAgent
+from urbanstack.ingest.registry import DeviceRegistry
 from urbanstack.ngsild.errors import (
     InternalError,
     MethodNotAllowed,
@@ -160,6 +164,34 @@ def ngsi_routes(prefix: str = "/ngsi-ld/v1") -> list[Route]:
     return routes
 
 
+def iot_routes() -> list[Route]:
+    """The IoT agent's routes: provisioning, HTTP southbound, dead letters."""
+    return [
+        _route(
+            "/iot/services",
+            GET=iot.list_groups,
+            POST=iot.create_groups,
+            PUT=iot.update_group,
+            DELETE=iot.delete_group,
+        ),
+        _route("/iot/devices", GET=iot.list_devices, POST=iot.create_devices),
+        _route(
+            "/iot/devices/{deviceId}",
+            GET=iot.retrieve_device,
+            PUT=iot.update_device,
+            DELETE=iot.delete_device,
+        ),
+        _route("/iot/json", POST=iot.southbound_json),
+        _route("/iot/deadletters", GET=iot.dead_letters),
+    ]
+
+
+def _mqtt_client_id(settings: Settings) -> str:
+    if settings.mqtt_client_id:
+        return settings.mqtt_client_id
+    return f"urbanstack-{socket.gethostname()}-{settings.port}"
+
+
 RETENTION_INTERVAL_S = 3600.0
 
 
@@ -204,6 +236,22 @@ def create_app(
         retry_base=settings.notification_retry_base,
         retry_max=settings.notification_retry_max,
     )
+    agent = IngestAgent(
+        broker,
+        DeviceRegistry(store),
+        dead_letter_keep=settings.iot_dead_letter_keep,
+        offline_after_s=settings.iot_offline_after,
+    )
+    southbound = None
+    if settings.mqtt:
+        from urbanstack.ingest.mqtt import MqttSouthbound
+
+        southbound = MqttSouthbound(
+            agent,
+            settings.mqtt,
+            client_id=_mqtt_client_id(settings),
+            shared_group=settings.mqtt_shared_group,
+        )
     store.change_observer = broker.subscriptions.observe
     store.outbox_listener = worker.wake
     store.commit_listener = broker.stream.publish
@@ -214,6 +262,9 @@ def create_app(
         LOGGER.info("store opened: %s", settings.store)
         await broker.subscriptions.load(store)
         await worker.start()
+        await agent.start()
+        if southbound is not None:
+            await southbound.start()
         retention = None
         if settings.history_retention_days > 0:
             retention = asyncio.create_task(_retention_loop(broker), name="history-retention")
@@ -224,6 +275,9 @@ def create_app(
                 retention.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await retention
+            if southbound is not None:
+                await southbound.stop()
+            await agent.stop()
             await worker.stop()
             if isinstance(http_fetcher, HttpContextFetcher):
                 await http_fetcher.close()
@@ -233,6 +287,7 @@ def create_app(
     app = Starlette(
         routes=[
             *ngsi_routes(),
+            *iot_routes(),
             _route("/api/stream", GET=stream.stream_changes),
             _route("/health", GET=system.health),
             _route("/version", GET=system.version),
@@ -246,4 +301,6 @@ def create_app(
     )
     app.state.broker = broker
     app.state.worker = worker
+    app.state.ingest = agent
+    app.state.southbound = southbound
     return app

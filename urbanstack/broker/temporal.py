@@ -104,7 +104,7 @@ def parse_temporal_attributes(
     return attrs
 
 
-def _latest(instances: list[Instance]) -> dict[str | None, Instance]:
+def _latest_per_dataset(instances: list[Instance]) -> dict[str | None, Instance]:
     """The most recent instance per datasetId (by observedAt; later in the list wins ties)."""
     latest: dict[str | None, Instance] = {}
     for inst in instances:
@@ -115,11 +115,11 @@ def _latest(instances: list[Instance]) -> dict[str | None, Instance]:
     return latest
 
 
-def _apply_latest(entity: Entity, attrs: dict[str, list[Instance]]) -> None:
+def keep_latest_instances(entity: Entity, attrs: dict[str, list[Instance]]) -> None:
     """Keep each (attribute, datasetId) of ``entity`` at its most recent instance."""
     for iri, instances in attrs.items():
         current = entity["attrs"].setdefault(iri, [])
-        for dataset_id, inst in _latest(instances).items():
+        for dataset_id, inst in _latest_per_dataset(instances).items():
             index = next((i for i, c in enumerate(current) if c.get("datasetId") == dataset_id), -1)
             if index < 0:
                 current.append(inst)
@@ -149,10 +149,10 @@ async def create_temporal(broker: Broker, caller: Caller, body: Any, terms: Term
             if scope is not None:
                 entity["scope"] = scope
             entity.update(createdAt=now, modifiedAt=now, attrs={})
-            _apply_latest(entity, attrs)
+            keep_latest_instances(entity, attrs)
             return Write(entity, True)
         merge_types(current, types)
-        _apply_latest(current, attrs)
+        keep_latest_instances(current, attrs)
         touch(current, now)
         return Write(current, False)
 
@@ -178,7 +178,7 @@ async def append_temporal_attrs(
     def apply(current: Entity | None) -> Write:
         if current is None:
             raise ResourceNotFound(f"Entity {entity_id!r} does not exist")
-        _apply_latest(current, attrs)
+        keep_latest_instances(current, attrs)
         touch(current, now)
         return Write(current)
 

@@ -104,6 +104,15 @@ class ChangeResult:
 
 
 @dataclass
+class RecordChange:
+    """One record's change: ``apply(current or None)`` returns the new record (any JSON
+    value), None to delete it, or a :class:`Keep`; it runs inside the transaction."""
+
+    key: str
+    apply: Callable[[Any | None], Any]
+
+
+@dataclass
 class ContextRecord:
     """A JSON-LD context held by the broker (``/jsonldContexts``)."""
 
@@ -411,3 +420,32 @@ class EntityStore(abc.ABC):
     async def record_deliveries(self, tenant: str | None, reports: list[DeliveryReport]) -> None:
         """Delete delivered rows, reschedule failed ones and update the subscriptions'
         delivery status, in one transaction."""
+
+    # --- records: small JSON documents of the platform's own parts (IoT provisioning, ...)
+    # Not abstract yet: a backend without them refuses those parts with a StoreError.
+
+    async def get_record(self, kind: str, key: str) -> Any | None:
+        """The record ``key`` of ``kind`` (e.g. ``iot-device``), or None."""
+        raise StoreError(f"{type(self).__name__} does not keep records")
+
+    async def list_records(
+        self, kind: str, limit: int, offset: int = 0, prefix: str = ""
+    ) -> tuple[list[tuple[str, Any]], int]:
+        """One page of (key, record) of ``kind`` whose key starts with ``prefix``, by key,
+        and how many there are."""
+        raise StoreError(f"{type(self).__name__} does not keep records")
+
+    async def change_records(self, kind: str, changes: Sequence[RecordChange]) -> list[Any]:
+        """Apply ``changes`` in one transaction, each ``apply(current or None)`` returning
+        the new record, None to delete it, or :class:`Keep`; the records after the changes
+        (None where deleted). An ``NgsiLdError`` raised by ``apply`` aborts them all."""
+        raise StoreError(f"{type(self).__name__} does not keep records")
+
+    async def append_log(self, kind: str, entries: Sequence[Any], keep: int) -> None:
+        """Append entries to the bounded log ``kind``, keeping its newest ``keep``."""
+        raise StoreError(f"{type(self).__name__} does not keep logs")
+
+    async def read_log(self, kind: str, limit: int, before: int = 0) -> list[tuple[int, Any]]:
+        """The newest ``limit`` (sequence, entry) of log ``kind``, newest first; with
+        ``before``, only entries numbered below it (paging backwards)."""
+        raise StoreError(f"{type(self).__name__} does not keep logs")

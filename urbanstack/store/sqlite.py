@@ -39,12 +39,13 @@ from urbanstack.store.base import (
     validate_tenant,
 )
 from urbanstack.store.sqlite_query import compile_query
+from urbanstack.store.sqlite_records import SQLiteRecords
 from urbanstack.store.sqlite_subscriptions import SQLiteSubscriptions, write_outbox
 from urbanstack.store.sqlite_temporal import SQLiteHistory
 from urbanstack.store.sqlite_write import apply_changes, prepare_new
 
 LOGGER = logging.getLogger(__name__)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MAX_GROUP = 512
 PREPARE_MAX = 8  # larger batches are prepared by the writer, not on the event loop
 PRUNE_CHUNK = 200  # entities per retention write
@@ -88,7 +89,7 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_exception(value)
 
 
-class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, EntityStore):
+class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore):
     """Entities in SQLite files: ``path`` for the default tenant, ``<path>-tenants/`` for others."""
 
     def __init__(
