@@ -93,7 +93,8 @@ class _EntityBatch:
 
     entity_id: str
     types: list[str]
-    statics: dict[str, Instance]
+    #: the static attributes and location, computed only when the entity must be created
+    statics: Callable[[], dict[str, Instance]]
     attrs: dict[str, list[Instance]] = field(default_factory=dict)
     history: list[HistoryRow] = field(default_factory=list)
     messages: list[tuple[DeviceMessage, IngestOutcome]] = field(default_factory=list)
@@ -282,8 +283,10 @@ class IngestAgent:
         target = entities.get(entity_id)
         if target is None:
             types = parse_entity_types(device["entity_type"], self.terms)
-            statics = static_instances(device, group, now, self.terms)
-            target = entities[entity_id] = _EntityBatch(entity_id, types, statics)
+            terms = self.terms
+            target = entities[entity_id] = _EntityBatch(
+                entity_id, types, lambda: static_instances(device, group, now, terms)
+            )
         target.messages.append((message, outcome))
         for measure in decoded:
             outcome.rejected += measure.rejected
@@ -485,12 +488,13 @@ class IngestAgent:
         location), or add those to the existing one."""
         group = await self.registry.group(device["apikey"]) or {}
         now = now_timestamp()
+        statics = static_instances(device, group, now, self.terms)
         target = _EntityBatch(
             device["entity_name"],
             parse_entity_types(device["entity_type"], self.terms),
-            static_instances(device, group, now, self.terms),
+            lambda: statics,
         )
-        target.attrs = {iri: [inst] for iri, inst in target.statics.items()}
+        target.attrs = {iri: [inst] for iri, inst in statics.items()}
         change = EntityChange(target.entity_id, _upsert(target, now), history=[])
         [result] = await self.broker.store.change_entities(device["service"], [change])
         if result.error is not None:
@@ -514,7 +518,7 @@ def _upsert(target: _EntityBatch, now: str) -> Callable[[Entity | None], Write]:
                 "type": list(target.types),
                 "createdAt": now,
                 "modifiedAt": now,
-                "attrs": {iri: [dict(inst)] for iri, inst in target.statics.items()},
+                "attrs": {iri: [dict(inst)] for iri, inst in target.statics().items()},
             }
         keep_latest_instances(current, {iri: list(v) for iri, v in target.attrs.items()})
         touch(current, now)

@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from urbanstack.ingest.agent import DeviceMessage, IngestAgent, IngestOutcome
+from urbanstack.ngsild.model import now_timestamp
 
 LOGGER = logging.getLogger(__name__)
 TOPICS = ("/+/+/attrs", "/+/+/attrs/+", "/json/+/+/attrs", "/json/+/+/attrs/+")
@@ -157,10 +158,11 @@ class MqttSouthbound:
             items = list(self._inbox)
             self._inbox.clear()
             self._drain_scheduled = False
+        arrival = now_timestamp()  # one burst, one arrival time: formatting it is not free
         for generation, message in items:
-            self._submit(generation, message)
+            self._submit(generation, message, arrival)
 
-    def _submit(self, generation: int, message: mqtt.MQTTMessage) -> None:
+    def _submit(self, generation: int, message: mqtt.MQTTMessage, arrival: str) -> None:
         parsed = parse_topic(message.topic)
         if parsed is None:
             self._ack(generation, message, None)
@@ -173,7 +175,7 @@ class MqttSouthbound:
         def done(outcome: IngestOutcome | BaseException) -> None:
             self._ack(generation, message, outcome)
 
-        self.agent.submit(DeviceMessage(apikey, device_id, payload, "MQTT", done=done))
+        self.agent.submit(DeviceMessage(apikey, device_id, payload, "MQTT", arrival, done))
 
     def _ack(
         self,
