@@ -189,6 +189,16 @@ def export(
     click.echo(f"wrote {written} instances of {entity_type} to {output} ({chosen})")
 
 
+def _add_demo_commands() -> None:
+    from urbanstack.demo.commands import demo, simulate
+
+    main.add_command(simulate)
+    main.add_command(demo)
+
+
+_add_demo_commands()
+
+
 async def _no_fetch(url: str) -> object:
     raise click.ClickException(f"not fetching {url}: the CLI works offline")
 
