@@ -127,7 +127,7 @@ def _upsert_change(entity: Entity, *, replace: bool) -> EntityChange:
             current["scope"] = fragment["scope"]
         return update.apply(current)
 
-    return EntityChange(entity["id"], apply)
+    return EntityChange(entity["id"], apply, expected=entity)
 
 
 async def batch_upsert(

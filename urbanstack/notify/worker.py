@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -31,6 +32,11 @@ from urbanstack.notify.senders import DeliveryError, HttpSender, MqttSender, Sen
 from urbanstack.store.base import DeliveryReport, PendingNotification
 
 LOGGER = logging.getLogger(__name__)
+#: notification ids: unique per process start (a random prefix) and cheap (a counter);
+#: uuid4 per notification read the OS's random source each time
+_NOTIFICATION_IDS = (
+    f"urn:ngsi-ld:Notification:{uuid.uuid4().hex[:16]}-{n}" for n in itertools.count(1)
+)
 JSON_LD = "application/ld+json"
 FLUSH_DELAY_S = 0.02
 
@@ -237,9 +243,7 @@ class DeliveryWorker:
         for row in queue:
             payload: dict[str, Any] = orjson.loads(row.payload)
             data.append(render_notification_entity(sub, payload["entity"], terms))
-        notification = notification_body(
-            sub, data, f"urn:ngsi-ld:Notification:{uuid.uuid4()}", when
-        )
+        notification = notification_body(sub, data, next(_NOTIFICATION_IDS), when)
         headers = {key: value for key, value in sub.endpoint.receiver_info}
         if sub.endpoint.accept == JSON_LD:
             notification = {"@context": context_value(terms), **notification}

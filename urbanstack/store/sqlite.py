@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from urbanstack.ngsild.errors import NgsiLdError, NonexistentTenant
+from urbanstack.ngsild.errors import NonexistentTenant
 from urbanstack.ngsild.model import Entity, now_timestamp
 from urbanstack.ngsild.query import EntityQuery, QueryResult
 from urbanstack.store.base import (
@@ -38,16 +38,18 @@ from urbanstack.store.base import (
     StoreInfo,
     validate_tenant,
 )
+from urbanstack.store.sqlite_paths import WritePaths, read_lookup
 from urbanstack.store.sqlite_query import compile_query
 from urbanstack.store.sqlite_records import SQLiteRecords
 from urbanstack.store.sqlite_subscriptions import SQLiteSubscriptions, write_outbox
+from urbanstack.store.sqlite_tasks import run_tasks
 from urbanstack.store.sqlite_temporal import SQLiteHistory
-from urbanstack.store.sqlite_write import apply_changes, prepare_new
+from urbanstack.store.sqlite_write import Prepared, apply_changes, existing_ids, prepare_new
 
 LOGGER = logging.getLogger(__name__)
 SCHEMA_VERSION = 4
 MAX_GROUP = 512
-PREPARE_MAX = 8  # larger batches are prepared by the writer, not on the event loop
+PREPARE_SLICE = 64  # new entities prepared on the event loop between two yields
 PRUNE_CHUNK = 200  # entities per retention write
 T = TypeVar("T")
 
@@ -114,7 +116,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
         self._read_conns_lock = threading.Lock()
         self._inline_conns: dict[str | None, sqlite3.Connection] = {}
         self._pids: dict[str | None, dict[str, int]] = {}
-        self._pending_pids: dict[str, int] = {}
+        self._write_paths: dict[str | None, WritePaths] = {}  # the writer's, per tenant
         self._pid_misses: dict[str | None, set[str]] = {}
         self._known_tenants: set[str | None] = {None}
         self._slots: dict[int, Any] = {}
@@ -204,6 +206,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
                 self.tenant_dir.mkdir(parents=True, exist_ok=True)
             conn = self._connect(tenant, write=True)
             self._write_conns[tenant] = conn
+            self._write_paths[tenant] = WritePaths(conn)
             self._known_tenants.add(tenant)
         return conn
 
@@ -245,9 +248,9 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
         for conn in self._write_conns.values():
             conn.close()
         self._write_conns.clear()
+        self._write_paths.clear()
 
     def _run_group(self, tenant: str | None, tasks: list[_Task]) -> None:
-        outcomes: list[tuple[_Task, bool, Any]] = []
         try:
             conn = self._write_conn(tenant)
             conn.execute("BEGIN IMMEDIATE")
@@ -255,34 +258,32 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
             err = StoreError(f"Cannot open the store for writing: {exc}", exc)
             self._resolve([(t, False, err) for t in tasks])
             return
-        for task in tasks:
-            conn.execute("SAVEPOINT task")
-            try:
-                value = task.fn(conn)
-                conn.execute("RELEASE task")
-                outcomes.append((task, True, value))
-            except BaseException as exc:
-                conn.execute("ROLLBACK TO task")
-                conn.execute("RELEASE task")
-                if not isinstance(exc, NgsiLdError):
-                    LOGGER.exception("write failed")
-                    exc = StoreError(f"Write failed: {exc}", exc)
-                outcomes.append((task, False, exc))
+        paths = self._write_paths[tenant]
+        try:
+            outcomes = run_tasks(conn, paths, tasks)
+        except Exception as exc:  # the retry could not roll back or begin again
+            LOGGER.exception("write group failed")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            paths.rollback()
+            self._outbox_dirty.discard(tenant)
+            self._resolve([(t, False, StoreError(f"Write failed: {exc}", exc)) for t in tasks])
+            return
         try:
             conn.execute("COMMIT")
         except Exception as exc:
             LOGGER.exception("commit failed")
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            self._pending_pids.clear()
+            paths.rollback()
             self._outbox_dirty.discard(tenant)
             err = StoreError(f"Commit failed: {exc}", exc)
             self._resolve([(t, False, err) for t, _, _ in outcomes])
             return
-        if self._pending_pids:
-            self._pids.setdefault(tenant, {}).update(self._pending_pids)
+        learned = paths.commit()
+        if learned:
+            self._pids.setdefault(tenant, {}).update(learned)
             self._pid_misses.setdefault(tenant, set()).clear()
-            self._pending_pids.clear()
         if tenant in self._outbox_dirty:
             self._outbox_dirty.discard(tenant)
             listener = self.outbox_listener
@@ -345,34 +346,12 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
 
     # --- paths (interned attribute paths)
 
-    def _pid_for_write(self, conn: sqlite3.Connection, tenant: str | None, path: str) -> int:
-        pid = self._pids.get(tenant, {}).get(path) or self._pending_pids.get(path)
-        if pid is None:
-            row = conn.execute("SELECT pid FROM paths WHERE path = ?", (path,)).fetchone()
-            if row is None:
-                pid = conn.execute("INSERT INTO paths (path) VALUES (?)", (path,)).lastrowid
-            else:
-                pid = row[0]
-            self._pending_pids[path] = pid
-        return pid
-
     def _pid_lookup(
         self, conn: sqlite3.Connection, tenant: str | None
     ) -> Callable[[str], int | None]:
-        cache = self._pids.setdefault(tenant, {})
-        misses = self._pid_misses.setdefault(tenant, set())
-
-        def lookup(path: str) -> int | None:
-            pid = cache.get(path)
-            if pid is None and path not in misses:
-                row = conn.execute("SELECT pid FROM paths WHERE path = ?", (path,)).fetchone()
-                if row is None:
-                    misses.add(path)  # forgotten when a write interns new paths
-                else:
-                    pid = cache[path] = row[0]
-            return pid
-
-        return lookup
+        return read_lookup(
+            conn, self._pids.setdefault(tenant, {}), self._pid_misses.setdefault(tenant, set())
+        )
 
     # --- entities
 
@@ -384,21 +363,13 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
         self, tenant: str | None, changes: Sequence[EntityChange]
     ) -> list[ChangeResult]:
         tenant = validate_tenant(tenant)
-        prepared = None
-        if len(changes) <= PREPARE_MAX:
-            # rows of expected new entities are built here, while the writer may be waiting
-            # on a commit, instead of inside the write transaction
-            prepared = {
-                id(c.expected): prepare_new(c.expected, self.view_renderer)
-                for c in changes
-                if c.expected is not None
-            }
+        prepared = await self._prepare(tenant, changes)
 
         def run(conn: sqlite3.Connection) -> list[ChangeResult]:
             results = apply_changes(
                 conn,
                 changes,
-                lambda path: self._pid_for_write(conn, tenant, path),
+                self._write_paths[tenant].__getitem__,
                 self.view_renderer,
                 prepared,
                 self.keep_history_on_delete,
@@ -411,6 +382,26 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
         if self.commit_listener is not None:
             self.commit_listener(tenant, results)
         return results
+
+    async def _prepare(
+        self, tenant: str | None, changes: Sequence[EntityChange]
+    ) -> dict[int, Prepared]:
+        """Rows of the expected new entities, built here on the event loop while the writer
+        (one thread for every write) works on earlier writes; a batch skips the ids that
+        exist already and yields to other requests between slices."""
+        expected = [c for c in changes if c.expected is not None]
+        if len(expected) > 1 and tenant in self._known_tenants:
+            with contextlib.suppress(sqlite3.OperationalError):  # busy: prepare them all
+                found = existing_ids(self._inline_conn(tenant), [c.entity_id for c in expected])
+                expected = [c for c in expected if c.entity_id not in found]
+        prepared: dict[int, Prepared] = {}
+        for start in range(0, len(expected), PREPARE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for change in expected[start : start + PREPARE_SLICE]:
+                assert change.expected is not None
+                prepared[id(change.expected)] = prepare_new(change.expected, self.view_renderer)
+        return prepared
 
     def _queue_notifications(
         self, conn: sqlite3.Connection, tenant: str | None, results: list[ChangeResult]

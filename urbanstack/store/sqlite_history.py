@@ -58,23 +58,54 @@ def entity_numbers(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tu
     return found
 
 
+MAX_ROWID = 2**63 - 1
+
+
+def insert_numbered(
+    conn: sqlite3.Connection,
+    table: str,
+    key: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+) -> list[int]:
+    """Insert ``rows`` (values of ``columns``) and return their integer primary keys
+    ``key``: the numbers SQLite picks one insert at a time (the largest so far plus one),
+    given in one statement instead of one per row."""
+    names = ", ".join(columns)
+    marks = ",".join("?" * len(columns))
+    single = f"INSERT INTO {table} ({names}) VALUES ({marks})"
+    if len(rows) == 1:
+        return [conn.execute(single, rows[0]).lastrowid]  # type: ignore[list-item]
+    first = (conn.execute(f"SELECT max({key}) FROM {table}").fetchone()[0] or 0) + 1
+    if first + len(rows) > MAX_ROWID:  # SQLite would pick free numbers at random
+        return [conn.execute(single, row).lastrowid for row in rows]  # type: ignore[misc]
+    keys = list(range(first, first + len(rows)))
+    conn.executemany(
+        f"INSERT INTO {table} ({key}, {names}) VALUES (?,{marks})",
+        [(k, *row) for k, row in zip(keys, rows, strict=True)],
+    )
+    return keys
+
+
 def ensure_entities(conn: sqlite3.Connection, entities: dict[str, list[str]]) -> dict[str, int]:
     """eid of each id (created when new, types refreshed when they changed)."""
     known = entity_numbers(conn, list(entities))
     eids: dict[str, int] = {}
+    fresh: list[tuple[str, bytes]] = []
     for entity_id, types in entities.items():
         encoded = orjson.dumps(types)
         row = known.get(entity_id)
         if row is None:
-            eids[entity_id] = conn.execute(
-                "INSERT INTO temporal_entities (id, types) VALUES (?, ?)", (entity_id, encoded)
-            ).lastrowid  # type: ignore[assignment]
+            fresh.append((entity_id, encoded))
         else:
             eids[entity_id] = row[0]
             if row[1] != encoded:
                 conn.execute(
                     "UPDATE temporal_entities SET types = ? WHERE eid = ?", (encoded, row[0])
                 )
+    if fresh:
+        numbers = insert_numbered(conn, "temporal_entities", "eid", ("id", "types"), fresh)
+        eids.update(zip((entity_id for entity_id, _ in fresh), numbers, strict=True))
     return eids
 
 

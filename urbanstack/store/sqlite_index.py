@@ -68,11 +68,27 @@ def _leaves(path: str, value: Any, depth: int, out: list[ValueRow], kind: str | 
                 out.append((path, normalized, DT))
 
 
+_TIME_SUFFIXES = tuple((meta, SUB + meta) for meta in _TIME_MEMBERS)
+_TEXT_SUFFIXES = tuple((meta, SUB + meta) for meta in _TEXT_MEMBERS)
+
+
 def _instance_rows(path: str, inst: Instance, depth: int, out: list[ValueRow]) -> None:
     attr_type = inst.get("type", "Property")
     out.append((path, None, attr_type))
     value = inst.get(VALUE_MEMBER.get(attr_type, "value"))
-    if attr_type == "LanguageProperty" and isinstance(value, dict):
+    cls = type(value)
+    # scalars (most values) inline what _leaves would do with them
+    if attr_type == "Property" and (cls is str or cls is int or cls is float):
+        if len(out) < MAX_ROWS_PER_ATTRIBUTE:
+            out.append((path, value, None))
+            if cls is str:
+                normalized = stored_datetime(value)
+                if normalized is not None:
+                    out.append((path, normalized, DT))
+    elif attr_type == "Relationship" and cls is str:
+        if len(out) < MAX_ROWS_PER_ATTRIBUTE:
+            out.append((path, value, REL))
+    elif attr_type == "LanguageProperty" and isinstance(value, dict):
         for lang, text in value.items():
             _leaves(path, text, depth, out, None)
             _leaves(path + KEY + lang, text, depth, out, None)
@@ -80,14 +96,14 @@ def _instance_rows(path: str, inst: Instance, depth: int, out: list[ValueRow]) -
         _leaves(path, value, depth, out, REL)
     elif attr_type != "GeoProperty":
         _leaves(path, value, depth, out, None)
-    for meta in _TIME_MEMBERS:
+    for meta, suffix in _TIME_SUFFIXES:
         if meta in inst:
-            out.append((path + SUB + meta, inst[meta], DT))
-    for meta in _TEXT_MEMBERS:
+            out.append((path + suffix, inst[meta], DT))
+    for meta, suffix in _TEXT_SUFFIXES:
         if meta in inst:
-            out.append((path + SUB + meta, inst[meta], None))
-    if depth < MAX_DEPTH:
-        for sub_iri, sub in inst.get("subs", {}).items():
+            out.append((path + suffix, inst[meta], None))
+    if depth < MAX_DEPTH and "subs" in inst:
+        for sub_iri, sub in inst["subs"].items():
             _instance_rows(path + SUB + sub_iri, sub, depth + 1, out)
 
 

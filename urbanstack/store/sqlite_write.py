@@ -32,9 +32,10 @@ from urbanstack.store.sqlite_history import (
     _chunks,
     delete_entity_history,
     ensure_entities,
+    insert_numbered,
     insert_rows,
 )
-from urbanstack.store.sqlite_index import geo_values, typed_path, value_rows
+from urbanstack.store.sqlite_index import TYPED, geo_values, value_rows
 
 _DELETED = object()
 
@@ -58,6 +59,17 @@ def load_current(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tupl
             f"SELECT rid, id, doc FROM entities WHERE id IN ({marks})", chunk
         ):
             found[entity_id] = (rid, doc)
+    return found
+
+
+def existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are stored entities."""
+    found: set[str] = set()
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            r[0] for r in conn.execute(f"SELECT id FROM entities WHERE id IN ({marks})", chunk)
+        )
     return found
 
 
@@ -87,13 +99,16 @@ def index_rows(entity: Entity, only: Iterable[str] | None = None) -> IndexRows:
     """The index rows of ``entity``; with ``only``, the value and presence rows of those
     attributes alone (types, scopes and shapes are always whole)."""
     rows = IndexRows(types=set(entity["type"]), scopes=set(entity.get("scope", ())))
-    for path, val, kind in value_rows(entity, only):
-        if val is None:
-            key = (path, kind or "Property")
-            rows.presence[key] = rows.presence.get(key, 0) + 1
-        else:
-            for entity_type in rows.types:
-                rows.values.add((typed_path(path, kind), entity_type, val))
+    found = value_rows(entity, only)
+    presence = rows.presence
+    for key in [(path, kind or "Property") for path, val, kind in found if val is None]:
+        presence[key] = presence.get(key, 0) + 1
+    leaves = [
+        (path if kind is None else path + TYPED + kind, val)
+        for path, val, kind in found
+        if val is not None
+    ]
+    rows.values = {(path, t, val) for t in rows.types for path, val in leaves}
     rows.shapes = [(iri, orjson.dumps(g).decode()) for iri, g in geo_values(entity)]
     return rows
 
@@ -143,16 +158,26 @@ def _write_index(
     gone = [rid for rid, rows in removed if rows.shapes]
     if gone:
         delete_shapes(conn, gone)
-    for rid, rows in added:
-        for iri, geometry in rows.shapes:
-            wkb, (minx, miny, maxx, maxy) = geometry_row(orjson.loads(geometry))
-            gid = conn.execute(
-                "INSERT INTO geo (rid, pid, wkb) VALUES (?, ?, ?)", (rid, pid(iri), wkb)
-            ).lastrowid
-            conn.execute(
-                "INSERT INTO geo_rtree (gid, minx, maxx, miny, maxy) VALUES (?,?,?,?,?)",
-                (gid, minx, maxx, miny, maxy),
-            )
+    shapes = [
+        (rid, pid(iri), *geometry_row(orjson.loads(geometry)))
+        for rid, rows in added
+        for iri, geometry in rows.shapes
+    ]
+    if shapes:
+        gids = insert_numbered(
+            conn,
+            "geo",
+            "gid",
+            ("rid", "pid", "wkb"),
+            [(rid, shape_pid, wkb) for rid, shape_pid, wkb, _ in shapes],
+        )
+        conn.executemany(
+            "INSERT INTO geo_rtree (gid, minx, maxx, miny, maxy) VALUES (?,?,?,?,?)",
+            [
+                (gid, minx, maxx, miny, maxy)
+                for gid, (_, _, _, (minx, miny, maxx, maxy)) in zip(gids, shapes, strict=True)
+            ],
+        )
 
 
 def _types(items: list[tuple[int, IndexRows]]) -> list[tuple[str, int]]:
@@ -208,12 +233,18 @@ def diff_rows(old: IndexRows, new: IndexRows) -> tuple[IndexRows, IndexRows]:
     return added, removed
 
 
-Prepared = tuple[bytes, bytes | None, "IndexRows"]  # document, view, index rows
+#: document, view, index rows and history rows of a new entity
+Prepared = tuple[bytes, bytes | None, IndexRows, list[HistoryRow]]
 
 
 def prepare_new(entity: Entity, view: ViewRenderer | None) -> Prepared:
     """What writing ``entity`` as a new entity needs, computed ahead of the transaction."""
-    return orjson.dumps(entity), view(entity) if view is not None else None, index_rows(entity)
+    return (
+        orjson.dumps(entity),
+        view(entity) if view is not None else None,
+        index_rows(entity),
+        changed_instances(None, entity),
+    )
 
 
 def apply_changes(
@@ -259,7 +290,7 @@ def apply_changes(
         else:
             raise TypeError(f"apply returned {outcome!r}")
     _persist(conn, stored, originals, latest, pid, view, prepared or {})
-    _record_history(conn, pid, changes, results, keep_history_on_delete)
+    _record_history(conn, pid, changes, results, keep_history_on_delete, prepared or {})
     return results
 
 
@@ -269,6 +300,7 @@ def _record_history(
     changes: Sequence[EntityChange],
     results: list[ChangeResult],
     keep_on_delete: bool,
+    prepared: dict[int, Prepared],
 ) -> None:
     """Append the history rows of the accepted changes, in order; a deletion under
     ``keep_on_delete=False`` (or a change with ``drop_history``) first forgets the
@@ -284,11 +316,13 @@ def _record_history(
             if result.new is None and (result.old is not None or change.drop_history):
                 pending.pop(entity_id, None)
                 dropped.add(entity_id)
-        rows = (
-            change.history
-            if change.history is not None
-            else changed_instances(result.old, result.new)
-        )
+        ready = prepared.get(id(result.new)) if result.old is None else None
+        if change.history is not None:
+            rows = change.history
+        elif ready is not None:
+            rows = ready[3]
+        else:
+            rows = changed_instances(result.old, result.new)
         if rows:
             pending.setdefault(entity_id, []).extend(rows)
             current = result.new or result.old
@@ -318,12 +352,13 @@ def _persist(
     if deleted:
         conn.executemany("DELETE FROM entities WHERE rid = ?", [(stored[i][0],) for i in deleted])
     updates = []
+    fresh: list[tuple[Any, ...]] = []  # new entities' columns, rid aside
     for entity_id, entity in latest.items():
         if entity is _DELETED:
             continue
         ready = prepared.get(id(entity)) if entity_id not in stored else None
         if ready is not None:
-            doc, rendered, rows = ready
+            doc, rendered, rows = ready[:3]
         else:
             doc = orjson.dumps(entity)
             rendered = view(entity) if view is not None else None
@@ -336,11 +371,18 @@ def _persist(
             added.append((rid, plus))
             removed.append((rid, minus))
         else:
-            rid = conn.execute(
-                "INSERT INTO entities (id, created_at, modified_at, doc, view) VALUES (?,?,?,?,?)",
-                (entity_id, entity["createdAt"], entity["modifiedAt"], doc, rendered),
-            ).lastrowid
-            added.append((rid, rows or index_rows(entity)))  # type: ignore[arg-type]
+            fresh.append((entity_id, entity["createdAt"], entity["modifiedAt"], doc, rendered))
+            added.append((0, rows or index_rows(entity)))  # rid set below
+    if fresh:
+        rids = insert_numbered(
+            conn,
+            "entities",
+            "rid",
+            ("id", "created_at", "modified_at", "doc", "view"),
+            fresh,
+        )
+        numbered = iter(rids)
+        added = [(rid or next(numbered), rows) for rid, rows in added]
     if updates:
         conn.executemany(
             "UPDATE entities SET modified_at = ?, doc = ?, view = ? WHERE rid = ?", updates
