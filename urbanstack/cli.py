@@ -52,6 +52,7 @@ def serve(
     import uvicorn
 
     from urbanstack.api.app import create_app
+    from urbanstack.runtime import tune_garbage_collector
 
     try:
         settings = Settings.from_env(
@@ -63,6 +64,7 @@ def serve(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
+    tune_garbage_collector()
     config = uvicorn.Config(
         app,
         host=settings.host,
