@@ -41,8 +41,19 @@ def main() -> None:
     default=None,
     help="Logging level [default: info].",
 )
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="API processes sharing the port [default: 1]; above 1 needs a PostgreSQL store.",
+)
 def serve(
-    host: str | None, port: int | None, store: str | None, mqtt: str | None, log_level: str | None
+    host: str | None,
+    port: int | None,
+    store: str | None,
+    mqtt: str | None,
+    log_level: str | None,
+    workers: int | None,
 ) -> None:
     """Run the platform's HTTP API (NGSI-LD at /ngsi-ld/v1).
 
@@ -56,13 +67,16 @@ def serve(
 
     try:
         settings = Settings.from_env(
-            host=host, port=port, store=store, mqtt=mqtt, log_level=log_level
+            host=host, port=port, store=store, mqtt=mqtt, log_level=log_level, workers=workers
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.workers > 1:
+        _serve_workers(settings)
+        return
     app = create_app(settings)
     tune_garbage_collector()
     config = uvicorn.Config(
@@ -91,6 +105,40 @@ def serve(
 
     server.handle_exit = handle_exit  # type: ignore[method-assign]
     server.run()
+
+
+def _serve_workers(settings: Settings) -> None:
+    """Several API processes on one port (uvicorn's supervisor); each builds the app from
+    the environment, so the settings given on the command line are passed through it."""
+    import os
+
+    import uvicorn
+
+    from urbanstack.store import store_scheme
+
+    if store_scheme(settings.store) == "sqlite":
+        raise click.ClickException(
+            "--workers above 1 needs the PostgreSQL store (--store postgresql://...): "
+            "a SQLite file has one writing process"
+        )
+    for name in ("host", "port", "store", "mqtt", "log_level"):
+        os.environ[f"URBANSTACK_{name.upper()}"] = str(getattr(settings, name))
+    os.environ["URBANSTACK_WORKERS"] = "1"  # each worker is one process
+    click.echo(
+        f"urbanstack {__version__}: {settings.workers} processes on "
+        f"http://{settings.host}:{settings.port}/ngsi-ld/v1 (store {settings.store})",
+        err=True,
+    )
+    uvicorn.run(
+        "urbanstack.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=30,
+    )
 
 
 @main.group()

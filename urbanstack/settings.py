@@ -19,6 +19,7 @@ class Settings:
     host: str = _setting("127.0.0.1", "Address the HTTP server listens on")
     port: int = _setting(1026, "Port the HTTP server listens on")
     log_level: str = _setting("info", "Logging level: debug, info, warning, error")
+    workers: int = _setting(1, "API processes serving the port; above 1 needs the PostgreSQL store")
     max_limit: int = _setting(1000, "Largest page size a query may ask for (limit)")
     default_limit: int = _setting(20, "Page size when a query gives no limit")
     max_body_bytes: int = _setting(8 * 1024 * 1024, "Largest request body accepted, in bytes")
@@ -97,6 +98,8 @@ class Settings:
             raise ValueError("notification_batch must be at least 1")
         if self.temporal_instance_limit < 1:
             raise ValueError("temporal_instance_limit must be at least 1")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
         if self.mqtt and not self.mqtt.startswith(("mqtt://", "mqtts://")):
             raise ValueError("mqtt must be an mqtt:// or mqtts:// URL")
         if self.iot_offline_after <= 0:

@@ -27,6 +27,7 @@ from urbanstack.api import (
     temporal,
 )
 from urbanstack.broker import temporal as temporal_uc
+from urbanstack.broker.announcements import AnnouncementHandler
 from urbanstack.broker.contexts import ContextService, Fetcher, HttpContextFetcher
 from urbanstack.broker.entities import Broker
 from urbanstack.ingest.agent import IngestAgent
@@ -255,6 +256,7 @@ def create_app(
     store.change_observer = broker.subscriptions.observe
     store.outbox_listener = worker.wake
     store.commit_listener = broker.stream.publish
+    store.announcement_listener = AnnouncementHandler(broker, agent.registry.forget_key)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -263,8 +265,11 @@ def create_app(
         await broker.subscriptions.load(store)
         await worker.start()
         await agent.start()
+        mqtt_task = None
         if southbound is not None:
-            await southbound.start()
+            from urbanstack.ingest.mqtt import run_when_elected
+
+            mqtt_task = asyncio.create_task(run_when_elected(southbound, store), name="mqtt")
         retention = None
         if settings.history_retention_days > 0:
             retention = asyncio.create_task(_retention_loop(broker), name="history-retention")
@@ -275,6 +280,10 @@ def create_app(
                 retention.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await retention
+            if mqtt_task is not None:
+                mqtt_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await mqtt_task
             if southbound is not None:
                 await southbound.stop()
             await agent.stop()

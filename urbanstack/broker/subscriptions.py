@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from urbanstack.broker.announcements import announce_subscription
 from urbanstack.broker.caller import Caller
 from urbanstack.broker.entities import Broker
 from urbanstack.ngsild.errors import BadRequestData, ResourceNotFound, TooManyResults
@@ -58,6 +59,7 @@ async def create_subscription(broker: Broker, caller: Caller, body: Any, terms: 
     sub = parse_subscription(body, terms, now_timestamp(), _new_subscription_id)
     await broker.store.create_subscription(caller.tenant, SubscriptionRecord(sub.id, sub.document))
     broker.subscriptions.put(caller.tenant, sub)
+    await announce_subscription(broker, caller.tenant, sub.id)
     return sub.id
 
 
@@ -98,6 +100,7 @@ async def update_subscription(
     if not await broker.store.replace_subscription(caller.tenant, sub_id, sub.document):
         raise ResourceNotFound(f"Subscription {sub_id!r} does not exist")
     broker.subscriptions.put(caller.tenant, sub)
+    await announce_subscription(broker, caller.tenant, sub_id)
 
 
 async def delete_subscription(broker: Broker, caller: Caller, sub_id: str) -> None:
@@ -108,6 +111,7 @@ async def delete_subscription(broker: Broker, caller: Caller, sub_id: str) -> No
     ):
         raise ResourceNotFound(f"Subscription {sub_id!r} does not exist")
     broker.subscriptions.remove(caller.tenant, sub_id)
+    await announce_subscription(broker, caller.tenant, sub_id)
 
 
 PERIODIC_PAGE = 1000

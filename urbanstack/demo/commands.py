@@ -151,4 +151,7 @@ def demo(host: str, port: int, store: str, backfill: timedelta, seed: int, speed
             with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
                 await feeder
 
-    asyncio.run(run())
+    # uvicorn re-raises the signal that stopped it once it is done: a Ctrl-C is the way
+    # to stop the demo, not an error
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())

@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 
 from urbanstack.ingest.agent import DeviceMessage, IngestAgent, IngestOutcome
 from urbanstack.ngsild.model import now_timestamp
+from urbanstack.store.base import EntityStore
 
 LOGGER = logging.getLogger(__name__)
 TOPICS = ("/+/+/attrs", "/+/+/attrs/+", "/json/+/+/attrs", "/json/+/+/attrs/+")
@@ -189,3 +190,18 @@ class MqttSouthbound:
         if client is None or message.qos == 0 or generation != self._generation:
             return  # that connection is gone: the broker re-sends the message
         client.ack(message.mid, message.qos)
+
+
+MQTT_LOCK = "mqtt-southbound"
+ELECTION_RETRY_S = 5.0
+
+
+async def run_when_elected(
+    southbound: MqttSouthbound, store: EntityStore, retry: float = ELECTION_RETRY_S
+) -> None:
+    """Start ``southbound`` once this process holds the store-wide MQTT lock: with several
+    API processes one of them, always with the same client id (hence the same persistent
+    session), receives the device messages; another takes over if it goes away."""
+    while not await store.try_lock(MQTT_LOCK):
+        await asyncio.sleep(retry)
+    await southbound.start()

@@ -9,9 +9,11 @@ for a few seconds; this node's own changes invalidate its cache at once.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
+from urbanstack.broker.announcements import PROCESS_ID, RECORD
 from urbanstack.broker.caller import Caller
 from urbanstack.ingest.provisioning import (
     Device,
@@ -47,6 +49,7 @@ class DeviceRegistry:
         self.store = store
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._announcing: set[asyncio.Task[None]] = set()
 
     # --- cache
 
@@ -64,6 +67,15 @@ class DeviceRegistry:
     def _remember(self, kind: str, key: str, record: Any | None) -> None:
         value = _MISSING if record is None else record
         self._cache[(kind, key)] = (time.monotonic() + self.ttl, value)
+        if self.store.shared_by_processes:
+            message = {"origin": PROCESS_ID, "kind": kind, "key": key}
+            task = asyncio.get_running_loop().create_task(self.store.announce(RECORD, message))
+            self._announcing.add(task)
+            task.add_done_callback(self._announcing.discard)
+
+    def forget_key(self, kind: str, key: str) -> None:
+        """Drop a cached record another process changed (an announcement)."""
+        self._cache.pop((kind, key), None)
 
     # --- look-ups for the data path
 

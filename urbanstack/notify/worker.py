@@ -151,6 +151,18 @@ class DeliveryWorker:
 
     async def _drain(self, tenant: str | None, sub_id: str) -> None:
         key = (tenant, sub_id)
+        # one process at a time drains a subscription (several may share the store), so
+        # each notification leaves once and in order; its deliveries are recorded before
+        # the lock is released
+        lock = f"subscription:{tenant or ''}:{sub_id}"
+        try:
+            locked = await self.broker.store.try_lock(lock)
+        except Exception:
+            LOGGER.exception("could not lock %s", sub_id)
+            locked = False
+        if not locked:
+            self._running.pop(key, None)
+            return
         try:
             while True:
                 self._again.discard(key)
@@ -170,7 +182,14 @@ class DeliveryWorker:
         except Exception:
             LOGGER.exception("delivery for %s failed", sub_id)
         finally:
-            self._running.pop(key, None)
+            try:
+                if self.broker.store.shared_by_processes:
+                    await self._flush()
+                await self.broker.store.unlock(lock)
+            except Exception:
+                LOGGER.exception("could not release %s", sub_id)
+            finally:
+                self._running.pop(key, None)
 
     async def _deliver(
         self, tenant: str | None, sub_id: str, queue: list[PendingNotification]

@@ -239,6 +239,12 @@ class EntityStore(abc.ABC):
     #: called on the event loop with each committed :meth:`change_entities` call's results
     #: (live change streams; best effort, unlike the outbox)
     commit_listener: Callable[[str | None, list[ChangeResult]], None] | None = None
+    #: True when several processes may open the store at once (PostgreSQL): locks and
+    #: announcements then matter, and work done under a lock is saved before its release
+    shared_by_processes: bool = False
+    #: called on the event loop with each announcement (topic, message) made by any process
+    #: sharing this store, this one included (see :meth:`announce`)
+    announcement_listener: Callable[[str, dict[str, Any]], None] | None = None
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -449,3 +455,22 @@ class EntityStore(abc.ABC):
         """The newest ``limit`` (sequence, entry) of log ``kind``, newest first; with
         ``before``, only entries numbered below it (paging backwards)."""
         raise StoreError(f"{type(self).__name__} does not keep logs")
+
+    # --- coordination of several processes sharing the store. A store only one process
+    # opens at a time (SQLite) keeps these defaults: every lock is granted, and
+    # announcements go straight to this process's listener.
+
+    async def try_lock(self, name: str) -> bool:
+        """Take the named lock for this process unless another process holds it (held
+        until :meth:`unlock` or until this process goes away); True when taken."""
+        return True
+
+    async def unlock(self, name: str) -> None:
+        """Release a lock taken with :meth:`try_lock`."""
+        return None
+
+    async def announce(self, topic: str, message: dict[str, Any]) -> None:
+        """Tell every process sharing the store (cache invalidation): each one's
+        ``announcement_listener`` gets ``(topic, message)``; delivery is best effort."""
+        if self.announcement_listener is not None:
+            self.announcement_listener(topic, message)
