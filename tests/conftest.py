@@ -8,17 +8,37 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from tests.postgres_cluster import PostgresCluster, PostgresUnavailable
 from urbanstack.api.app import create_app
 from urbanstack.settings import Settings
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """This worker's throw-away PostgreSQL cluster (started on first use)."""
+    try:
+        cluster = PostgresCluster()
+        cluster.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL store tests cannot run: {exc}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty store for each test, on every backend."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'urbanstack.db'}"
+        yield f"sqlite:///{tmp_path / 'urbanstack.db'}"
+        return
+    if request.param == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        yield cluster.empty_store()
+        return
     raise ValueError(request.param)
 
 

@@ -15,7 +15,10 @@ def _setting(default: Any, help: str) -> Any:
 class Settings:
     """Platform configuration; build with :meth:`from_env` to honour environment variables."""
 
-    store: str = _setting("sqlite:///urbanstack.db", "Store URL (sqlite:///file.db)")
+    store: str = _setting(
+        "sqlite:///urbanstack.db",
+        "Store URL: sqlite:///file.db or postgresql://user:password@host:port/database",
+    )
     host: str = _setting("127.0.0.1", "Address the HTTP server listens on")
     port: int = _setting(1026, "Port the HTTP server listens on")
     log_level: str = _setting("info", "Logging level: debug, info, warning, error")
@@ -28,6 +31,9 @@ class Settings:
     context_cache_size: int = _setting(256, "Processed @contexts kept in memory")
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma (FULL or NORMAL)")
     sqlite_read_workers: int = _setting(2, "Threads serving SQLite queries")
+    postgres_pool_size: int = _setting(
+        10, "Most connections the PostgreSQL store opens (per process)"
+    )
     base_url: str = _setting("", "Public base URL used in Location headers for hosted contexts")
     history_on_delete: str = _setting(
         "keep", "What deleting an entity does to its history: keep or drop"
@@ -96,6 +102,8 @@ class Settings:
             raise ValueError("notification_retry_base and notification_retry_max must be > 0")
         if self.notification_batch < 1:
             raise ValueError("notification_batch must be at least 1")
+        if self.postgres_pool_size < 1:
+            raise ValueError("postgres_pool_size must be at least 1")
         if self.temporal_instance_limit < 1:
             raise ValueError("temporal_instance_limit must be at least 1")
         if self.workers < 1:

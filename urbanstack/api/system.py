@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,5 +29,8 @@ async def version(request: Request) -> Response:
                 "version": info.backend_version,
                 "schemaVersion": info.schema_version,
             },
+            # which process answered: with several (--workers, several machines) it helps
+            # an operator tell them apart
+            "node": {"host": socket.gethostname(), "pid": os.getpid()},
         }
     )

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 #: URL scheme -> module exposing ``load_from_url(url, **options) -> EntityStore``
 STORES: dict[str, str] = {
     "sqlite": "urbanstack.store.sqlite",
+    "postgresql": "urbanstack.store.postgres",
+    "postgres": "urbanstack.store.postgres",
 }
 
 
@@ -45,4 +47,6 @@ def store_from_settings(settings: Settings) -> EntityStore:
             "synchronous": settings.sqlite_synchronous.upper(),
             "read_workers": settings.sqlite_read_workers,
         }
+    elif STORES.get(store_scheme(settings.store)) == "urbanstack.store.postgres":
+        options["pool_size"] = settings.postgres_pool_size
     return store_from_url(settings.store, **options)

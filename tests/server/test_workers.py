@@ -1,0 +1,155 @@
+"""Several API processes on one PostgreSQL store (`urbanstack serve --workers 2`): no lost
+update under concurrent writers, each notification delivered once, subscriptions made in
+one process known to the other."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.postgres_cluster import PostgresCluster
+from tests.receivers import HttpReceiver, free_port, wait_for
+
+pytestmark = pytest.mark.server
+NGSI = "/ngsi-ld/v1"
+GAUGE = "urn:ngsi-ld:WaterLevelObserved:kim-long"
+
+
+class Workers:
+    """`urbanstack serve --workers 2` on a free port."""
+
+    def __init__(self, store: str, workers: int = 2) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "URBANSTACK_NOTIFICATION_RETRY_BASE": "0.1"}
+        command = [
+            sys.executable, "-m", "urbanstack.cli", "serve", "--port", str(self.port),
+            "--store", store, "--workers", str(workers), "--log-level", "warning",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(command, env=env, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("urbanstack serve --workers did not become healthy")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def workers(postgres_cluster: PostgresCluster) -> Iterator[Workers]:
+    store = postgres_cluster.new_database()
+    server = Workers(store)
+    try:
+        yield server
+    finally:
+        server.stop()
+        postgres_cluster.drop_database(store)
+
+
+def answering_processes(url: str, connections: int = 16) -> set[int]:
+    """The pids behind ``connections`` simultaneous connections."""
+    pids: set[int] = set()
+
+    def ask() -> None:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(5):
+                pids.add(client.get(url + "/version").json()["node"]["pid"])
+
+    threads = [threading.Thread(target=ask) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return pids
+
+
+def test_both_processes_answer(workers: Workers) -> None:
+    assert len(answering_processes(workers.url)) == 2
+
+
+def test_concurrent_writers_to_one_entity_lose_no_update(workers: Workers) -> None:
+    entity = {"id": GAUGE, "type": "WaterLevelObserved"}
+    assert httpx.post(f"{workers.url}{NGSI}/entities", json=entity).status_code == 201
+    errors: list[Any] = []
+
+    def writer(n: int) -> None:
+        with httpx.Client(timeout=30) as client:  # its own connection: either process
+            for i in range(25):
+                attr = {f"reading{n}x{i}": {"type": "Property", "value": i}}
+                reply = client.post(f"{workers.url}{NGSI}/entities/{GAUGE}/attrs", json=attr)
+                if reply.status_code != 204:
+                    errors.append(reply.text)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    stored = httpx.get(f"{workers.url}{NGSI}/entities/{GAUGE}").json()
+    readings = {k for k in stored if k.startswith("reading")}
+    assert len(readings) == 8 * 25
+
+
+def test_each_notification_is_delivered_once_by_one_process(workers: Workers) -> None:
+    receiver = HttpReceiver().start()
+    try:
+        subscription = {
+            "type": "Subscription",
+            "entities": [{"type": "WaterLevelObserved"}],
+            "notification": {"endpoint": {"uri": receiver.url, "accept": "application/json"}},
+        }
+        reply = httpx.post(f"{workers.url}{NGSI}/subscriptions", json=subscription)
+        assert reply.status_code == 201
+        time.sleep(1.0)  # the other process hears of the subscription
+        entity = {
+            "id": GAUGE,
+            "type": "WaterLevelObserved",
+            "level": {"type": "Property", "value": -1},
+        }
+        assert httpx.post(f"{workers.url}{NGSI}/entities", json=entity).status_code == 201
+        clients: list[httpx.Client] = []  # keep-alive connections to both processes
+        pids: set[int] = set()
+        while len(pids) < 2 and len(clients) < 64:
+            clients.append(httpx.Client(timeout=30))
+            pids.add(clients[-1].get(workers.url + "/version").json()["node"]["pid"])
+        assert len(pids) == 2
+        try:
+            for value in range(60):
+                patch = {"level": {"type": "Property", "value": value}}
+                client = clients[value % len(clients)]
+                reply = client.patch(f"{workers.url}{NGSI}/entities/{GAUGE}/attrs", json=patch)
+                assert reply.status_code == 204
+        finally:
+            for client in clients:
+                client.close()
+
+        def levels() -> list[int]:
+            return [item["level"]["value"] for item in receiver.data()]
+
+        assert wait_for(lambda: len(levels()) >= 61, timeout=30)
+        time.sleep(1.0)  # a duplicate would arrive now
+        assert sorted(levels()) == list(range(-1, 60))
+        assert levels() == sorted(levels())  # in order
+    finally:
+        receiver.stop()

@@ -1,0 +1,176 @@
+"""Aggregating history in PostgreSQL (``options=aggregatedValues``).
+
+One ``GROUP BY`` per series over integer time buckets (fixed periods), over a table of
+period bounds (calendar periods: months, years), or over the whole range, computing only
+the measures the asked methods need.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from urbanstack.ngsild.history import VT_BOOL, VT_JSON, AggregateBucket, AttributeAggregate
+from urbanstack.ngsild.model import ATTRIBUTE_TYPES
+from urbanstack.ngsild.temporal import Aggregation, TemporalQuery, bucket_starts
+from urbanstack.store.postgres_history import TIME_COLUMNS, Series, time_clause
+
+MAX_CALENDAR_PERIODS = 10_000
+#: SQL of each measure an aggregation method needs (computed only when asked for)
+_MEASURE_SQL = {
+    "count": "count(*)",
+    "distinct": "count(DISTINCT num) + count(DISTINCT val)",
+    "sum": "sum(num)",
+    "isum": "sum(inum)",
+    "numbers": "count(num)",
+    "integers": "count(inum)",
+    "squares": "sum(num * num)",
+    "min": "min(num)",
+    "imin": "min(inum)",
+    "tmin": "min(val)",
+    "max": "max(num)",
+    "imax": "max(inum)",
+    "tmax": "max(val)",
+    "kind": "max(kind)",
+    "vt": "max(vt)",
+}
+_METHOD_MEASURES = {
+    "totalCount": ("count",),
+    "distinctCount": ("distinct",),
+    "sum": ("sum", "isum", "numbers", "integers"),
+    "avg": ("sum", "numbers"),
+    "min": ("min", "imin", "tmin", "numbers", "integers"),
+    "max": ("max", "imax", "tmax", "numbers", "integers"),
+    "stddev": ("sum", "numbers", "squares"),
+    "sumsq": ("squares",),
+}
+
+
+def _measure_names(aggregation: Aggregation) -> list[str]:
+    names = ["kind", "vt"]
+    for method in aggregation.methods:
+        names += [m for m in _METHOD_MEASURES[method] if m not in names]
+    return names
+
+
+async def aggregate_instances(
+    conn: asyncpg.Connection, schema: str, series: list[Series], query: TemporalQuery
+) -> dict[str, list[AttributeAggregate]]:
+    """Each series' instances in the time range, aggregated per period by SQL."""
+    out: dict[str, list[AttributeAggregate]] = {}
+    for sid, attr, ds in series:
+        aggregate = await _aggregate_series(conn, schema, sid, attr, ds, query)
+        if aggregate is not None:
+            out.setdefault(attr, []).append(aggregate)
+    return out
+
+
+async def _aggregate_series(
+    conn: asyncpg.Connection, schema: str, sid: int, attr: str, ds: str, query: TemporalQuery
+) -> AttributeAggregate | None:
+    aggregation = query.aggregation
+    assert aggregation is not None
+    column = TIME_COLUMNS[query.timeproperty]
+    table = f"{schema}.attr_instances"
+    time_sql, time_params = time_clause(query, column, 2)
+    span = await conn.fetchrow(
+        f"SELECT min({column}) AS first, max({column}) AS latest FROM {table} "
+        f"WHERE sid = $1{time_sql}",
+        sid,
+        *time_params,
+    )
+    if span is None or span["first"] is None:
+        return None
+    low, high = query.time.bounds() if query.time is not None else (None, None)
+    names = _measure_names(aggregation)
+    measures = ", ".join(f"{_MEASURE_SQL[n]} AS {n}" for n in names)
+    origin = low if low is not None else span["first"]
+    period = aggregation.period
+    after = len(time_params) + 2  # the next free parameter number
+    args: list[Any] = [sid, *time_params]
+    periods: Any
+    if period is None:
+        sql = f"SELECT 0 AS i, {measures} FROM {table} WHERE sid = $1{time_sql}"
+        periods = [(origin, high if high is not None else span["latest"])]
+    elif period.months == 0:
+        sql = (
+            f"SELECT ({column} - ${after}) / ${after + 1} AS i, {measures} FROM {table} "
+            f"WHERE sid = $1{time_sql} AND {column} >= ${after} GROUP BY 1"
+        )
+        args += [origin, period.micros]
+        periods = _FixedPeriods(origin, period.micros)
+    else:
+        end = high if high is not None else span["latest"] + 1
+        starts = bucket_starts(origin, end, period)[:MAX_CALENDAR_PERIODS]
+        periods = list(zip(starts, [*starts[1:], period.add_to(starts[-1])], strict=True))
+        sql = (
+            f"SELECT p.i - 1 AS i, {measures} FROM unnest(${after}::bigint[], "
+            f"${after + 1}::bigint[]) WITH ORDINALITY AS p(lo, hi, i) JOIN {table} "
+            f"ON sid = $1{time_sql} AND {column} >= p.lo AND {column} < p.hi GROUP BY 1"
+        )
+        args += [[lo for lo, _ in periods], [hi for _, hi in periods]]
+    buckets: list[AggregateBucket] = []
+    kind = "Property"
+    for r in await conn.fetch(sql + " ORDER BY 1", *args):
+        measured = {k: int(v) if isinstance(v, Decimal) else v for k, v in r.items()}
+        kind = ATTRIBUTE_TYPES[measured["kind"]]
+        start, stop = periods[int(measured["i"])]
+        buckets.append(AggregateBucket(start, stop, _methods(aggregation, measured, kind)))
+    if not buckets:
+        return None
+    return AttributeAggregate(attr, kind, ds or None, buckets)
+
+
+class _FixedPeriods:
+    """Period ``i`` of a fixed-length bucketing, as ``periods[i]``."""
+
+    def __init__(self, origin: int, step: int) -> None:
+        self.origin, self.step = origin, step
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        return self.origin + index * self.step, self.origin + (index + 1) * self.step
+
+
+def _pick(m: dict[str, Any], real: str, integer: str, text: str) -> Any:
+    """A min/max/sum as the values were given: integers stay integers, else numbers, else
+    text."""
+    if m["numbers"]:
+        return m[integer] if m["integers"] == m["numbers"] else m[real]
+    return m[text] if text else None
+
+
+def _methods(aggregation: Aggregation, m: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The requested methods from one period's measures; None where a method does not
+    apply (sums of text, min/max of relationships and JSON values)."""
+    boolean = m["vt"] == VT_BOOL
+    ordered = not kind.endswith("Relationship") and m["vt"] != VT_JSON
+    values: dict[str, Any] = {}
+    for method in aggregation.methods:
+        if method == "totalCount":
+            values[method] = m["count"]
+        elif method == "distinctCount":
+            values[method] = m["distinct"]
+        elif method == "sum":
+            values[method] = _pick(m, "sum", "isum", "")
+        elif method == "avg":
+            values[method] = m["sum"] / m["numbers"] if m["numbers"] else None
+        elif method in ("min", "max"):
+            value = _pick(m, method, "i" + method, "t" + method) if ordered else None
+            values[method] = bool(value) if boolean and value is not None else value
+        elif method == "sumsq":
+            values[method] = m["squares"]
+        elif method == "stddev":
+            values[method] = _stddev(m["numbers"], m["sum"], m["squares"])
+    return values
+
+
+def _stddev(n: int, total: float | None, squares: float | None) -> float | None:
+    """Sample standard deviation (as Stellio) from count, sum and sum of squares."""
+    if not n or total is None or squares is None:
+        return None
+    if n == 1:
+        return 0.0
+    return math.sqrt(max((squares - total * total / n) / (n - 1), 0.0))
