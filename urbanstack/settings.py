@@ -68,6 +68,12 @@ class Settings:
     temporal_instance_limit: int = _setting(
         1000, "Most instances per attribute in one temporal answer (then 206 + Content-Range)"
     )
+    basemap_url: str = _setting(
+        "", "XYZ tile URL of the dashboard's online basemap ({z}/{x}/{y}); empty: none"
+    )
+    basemap_attribution: str = _setting(
+        "", "Attribution shown under the dashboard's basemap (its licence's credit line)"
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

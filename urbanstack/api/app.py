@@ -43,6 +43,7 @@ from urbanstack.notify.worker import DeliveryWorker
 from urbanstack.settings import Settings
 from urbanstack.store import store_from_settings
 from urbanstack.store.base import EntityStore
+from urbanstack.web import web_routes
 
 LOGGER = logging.getLogger(__name__)
 PROBLEM = "application/json"
@@ -300,6 +301,8 @@ def create_app(
             _route("/api/stream", GET=stream.stream_changes),
             _route("/health", GET=system.health),
             _route("/version", GET=system.version),
+            # the operations dashboard: / and /web/... (static files, no business logic)
+            *web_routes(settings),
         ],
         exception_handlers={
             NgsiLdError: _ngsi_error,
