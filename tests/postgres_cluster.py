@@ -32,6 +32,12 @@ _INSTALL_HINT = (
 )
 
 
+#: test-only settings: a crash of the throw-away cluster may lose data, which is fine there
+_UNSAFE_FAST = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+#: benchmark settings: a modest production-like memory budget (later -c options win)
+_DURABLE = ("shared_buffers=512MB", "effective_cache_size=4GB", "work_mem=16MB")
+
+
 class PostgresUnavailable(RuntimeError):
     """The PostgreSQL binaries are missing or the cluster did not start."""
 
@@ -52,7 +58,10 @@ def _free_port() -> int:
 class PostgresCluster:
     """One running cluster; :meth:`new_database` hands out empty urbanstack databases."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        #: durable: fsync and synchronous commits on, as in production (benchmarks); the
+        #: tests run without them
+        self.durable = durable
         self.bin = _bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="urbanstack-pg-"))
         self.data = self.root / "data"
@@ -92,14 +101,12 @@ class PostgresCluster:
                 "listen_addresses=127.0.0.1",
                 f"port={self.port}",
                 f"unix_socket_directories={self.root}",
-                "fsync=off",
-                "synchronous_commit=off",
-                "full_page_writes=off",
                 "max_connections=200",
                 "shared_buffers=64MB",
                 "max_locks_per_transaction=256",
                 "checkpoint_timeout=1h",
                 "max_wal_size=4GB",
+                *(_DURABLE if self.durable else _UNSAFE_FAST),
             )
         )
         self._run(
