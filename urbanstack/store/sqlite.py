@@ -489,7 +489,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
         compiled = compile_query(query, lookup, slot if predicate is not None else None, bbox)
         if compiled.impossible:
             return QueryResult([], 0 if query.count else None)
-        source = " ".join(["entities e", *compiled.joins])
+        source = " ".join([compiled.source, *compiled.joins])
         where = " AND ".join(compiled.where) or "1"
         params = compiled.join_params + compiled.params
         total = None
@@ -509,7 +509,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
                 f"WHERE {where} GROUP BY e.rid ORDER BY d, e.rid LIMIT ? OFFSET ?"
             )
             rows = conn.execute(sql, [slot, *params, query.limit, query.offset]).fetchall()
-        elif compiled.joins:
+        elif compiled.joins or compiled.source != "entities e":
             sql = (
                 f"SELECT {columns} FROM {source} WHERE {where} GROUP BY e.rid ORDER BY e.rid "
                 "LIMIT ? OFFSET ?"

@@ -43,6 +43,8 @@ class CompiledQuery:
 
     where: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
+    #: the FROM clause before ``joins``
+    source: str = "entities e"
     joins: list[str] = field(default_factory=list)
     join_params: list[Any] = field(default_factory=list)
     near: bool = False
@@ -373,14 +375,18 @@ def compile_query(
             out.impossible = True
             return out
         out.near = query.geo.georel == "near"
-        out.joins.append(f"JOIN geo g ON g.rid = e.rid AND g.pid = {gpid}")
         if geo_bbox is not None:
+            # the R*Tree first (CROSS JOIN fixes the order): a few shapes in the box, then
+            # their entities, rather than every entity of the type, then its shape
             minx, miny, maxx, maxy = geo_bbox
-            out.joins.append(
-                "JOIN geo_rtree r ON r.gid = g.gid AND r.maxx >= ? AND r.minx <= ? "
-                "AND r.maxy >= ? AND r.miny <= ?"
+            out.source = (
+                f"geo_rtree r CROSS JOIN geo g ON g.gid = r.gid AND g.pid = {gpid} "
+                "AND r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ? "
+                "CROSS JOIN entities e ON e.rid = g.rid"
             )
             out.join_params += [minx, maxx, miny, maxy]
+        else:
+            out.joins.append(f"JOIN geo g ON g.rid = e.rid AND g.pid = {gpid}")
         out.where.append("geo_match(?, g.wkb)")
         out.params.append(geo_slot)
     return out
