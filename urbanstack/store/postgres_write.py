@@ -16,14 +16,13 @@ from typing import Any
 import asyncpg
 import orjson
 
-from urbanstack.ngsild.errors import NgsiLdError
 from urbanstack.ngsild.history import HistoryRow, changed_instances
 from urbanstack.ngsild.model import Entity
-from urbanstack.store.base import ChangeResult, Delete, EntityChange, Keep, ViewRenderer, Write
+from urbanstack.store.base import ChangeResult, EntityChange, ViewRenderer
+from urbanstack.store.changes import DELETED, run_changes
 from urbanstack.store.postgres_history import delete_entity_history, insert_history
 from urbanstack.store.postgres_index import geometry_rows, index_document
 
-_DELETED = object()
 SEP = "\x1f"  # joins array items passed as one text (types, scopes): never in an IRI or scope
 
 
@@ -54,37 +53,8 @@ async def apply_changes(
     """Run ``changes`` in order and persist the outcome and its history rows; see the
     module docstring. Raises :class:`Retry` when the transaction must run again."""
     stored = await load_current(conn, schema, list({c.entity_id: None for c in changes}))
-    latest: dict[str, Any] = {}  # id -> entity dict, or _DELETED, after the changes so far
-    originals: dict[str, Entity] = {}
-    results: list[ChangeResult] = []
-    for change in changes:
-        entity_id = change.entity_id
-        if entity_id in latest:
-            before = latest[entity_id]
-            raw: Any = None if before is _DELETED else orjson.dumps(before)
-        else:
-            row = stored.get(entity_id)
-            raw = row[1] if row else None
-        # two decoded copies: apply may mutate ``current``, ``old`` is reported as it was
-        old = None if raw is None else orjson.loads(raw)
-        current = None if raw is None else orjson.loads(raw)
-        if old is not None and entity_id not in latest:
-            originals.setdefault(entity_id, old)
-        try:
-            outcome = change.apply(current)
-        except NgsiLdError as err:
-            results.append(ChangeResult(entity_id, error=err))
-            continue
-        if isinstance(outcome, Write):
-            latest[entity_id] = outcome.entity
-            results.append(ChangeResult(entity_id, outcome.result, old=old, new=outcome.entity))
-        elif isinstance(outcome, Delete):
-            latest[entity_id] = _DELETED
-            results.append(ChangeResult(entity_id, outcome.result, old=old, new=None))
-        elif isinstance(outcome, Keep):
-            results.append(ChangeResult(entity_id, outcome.result, old=old, new=old))
-        else:
-            raise TypeError(f"apply returned {outcome!r}")
+    run = run_changes(changes, stored)
+    latest, originals, results = run.latest, run.originals, run.results
     await _persist(conn, schema, stored, originals, latest, view)
     await _record_history(conn, schema, changes, results, keep_history_on_delete, partitions)
     return results
@@ -102,7 +72,7 @@ async def _persist(
     latest: dict[str, Any],
     view: ViewRenderer | None,
 ) -> None:
-    deleted = [stored[i][0] for i, e in latest.items() if e is _DELETED and i in stored]
+    deleted = [stored[i][0] for i, e in latest.items() if e is DELETED and i in stored]
     if deleted:  # their shapes go with them (ON DELETE CASCADE)
         await conn.execute(f"DELETE FROM {schema}.entities WHERE rid = ANY($1::bigint[])", deleted)
     updates: list[list[Any]] = [[] for _ in range(7)]
@@ -110,7 +80,7 @@ async def _persist(
     reshaped: list[int] = []
     shapes: dict[str, list[tuple[str, str]]] = {}
     for entity_id, entity in latest.items():
-        if entity is _DELETED:
+        if entity is DELETED:
             continue
         doc = orjson.dumps(entity).decode()
         rendered = view(entity) if view is not None else None

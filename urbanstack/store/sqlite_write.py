@@ -17,17 +17,14 @@ from typing import Any
 
 import orjson
 
-from urbanstack.ngsild.errors import NgsiLdError
 from urbanstack.ngsild.history import HistoryRow, changed_instances
 from urbanstack.ngsild.model import Entity
 from urbanstack.store.base import (
     ChangeResult,
-    Delete,
     EntityChange,
-    Keep,
     ViewRenderer,
-    Write,
 )
+from urbanstack.store.changes import DELETED, run_changes
 from urbanstack.store.sqlite_history import (
     _chunks,
     delete_entity_history,
@@ -36,8 +33,6 @@ from urbanstack.store.sqlite_history import (
     insert_rows,
 )
 from urbanstack.store.sqlite_index import TYPED, geo_values, value_rows
-
-_DELETED = object()
 
 
 def geometry_row(geometry: dict[str, Any]) -> tuple[bytes, tuple[float, float, float, float]]:
@@ -258,37 +253,8 @@ def apply_changes(
     """Run ``changes`` in order and persist the outcome and its history rows; see the
     module docstring."""
     stored = load_current(conn, list({c.entity_id: None for c in changes}))
-    latest: dict[str, Any] = {}  # id -> entity dict, or _DELETED, after the changes so far
-    originals: dict[str, Entity] = {}  # id -> the stored entity, decoded once
-    results: list[ChangeResult] = []
-    for change in changes:
-        entity_id = change.entity_id
-        if entity_id in latest:
-            before = latest[entity_id]
-            raw = None if before is _DELETED else orjson.dumps(before)
-        else:
-            row = stored.get(entity_id)
-            raw = row[1] if row else None
-        # two decoded copies: apply may mutate ``current``, ``old`` is reported as it was
-        old = None if raw is None else orjson.loads(raw)
-        current = None if raw is None else orjson.loads(raw)
-        if old is not None and entity_id not in latest:
-            originals.setdefault(entity_id, old)
-        try:
-            outcome = change.apply(current)
-        except NgsiLdError as err:
-            results.append(ChangeResult(entity_id, error=err))
-            continue
-        if isinstance(outcome, Write):
-            latest[entity_id] = outcome.entity
-            results.append(ChangeResult(entity_id, outcome.result, old=old, new=outcome.entity))
-        elif isinstance(outcome, Delete):
-            latest[entity_id] = _DELETED
-            results.append(ChangeResult(entity_id, outcome.result, old=old, new=None))
-        elif isinstance(outcome, Keep):
-            results.append(ChangeResult(entity_id, outcome.result, old=old, new=old))
-        else:
-            raise TypeError(f"apply returned {outcome!r}")
+    run = run_changes(changes, stored)
+    latest, originals, results = run.latest, run.originals, run.results
     _persist(conn, stored, originals, latest, pid, view, prepared or {})
     _record_history(conn, pid, changes, results, keep_history_on_delete, prepared or {})
     return results
@@ -346,7 +312,7 @@ def _persist(
 ) -> None:
     added: list[tuple[int, IndexRows]] = []
     removed: list[tuple[int, IndexRows]] = []
-    deleted = [i for i, e in latest.items() if e is _DELETED and i in stored]
+    deleted = [i for i, e in latest.items() if e is DELETED and i in stored]
     for entity_id in deleted:
         removed.append((stored[entity_id][0], index_rows(originals[entity_id])))
     if deleted:
@@ -354,7 +320,7 @@ def _persist(
     updates = []
     fresh: list[tuple[Any, ...]] = []  # new entities' columns, rid aside
     for entity_id, entity in latest.items():
-        if entity is _DELETED:
+        if entity is DELETED:
             continue
         ready = prepared.get(id(entity)) if entity_id not in stored else None
         if ready is not None:

@@ -1,0 +1,70 @@
+"""Running a list of entity changes in memory, the part every backend shares.
+
+A backend loads the stored documents of the touched ids (locking them as it must), calls
+:func:`run_changes`, then persists :attr:`ChangeRun.latest`. A later change to the same id
+sees the earlier one's result; a refused change (``NgsiLdError`` from ``apply``) leaves
+its entity as it was and the others proceed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from urbanstack.ngsild.errors import NgsiLdError
+from urbanstack.ngsild.model import Entity
+from urbanstack.store.base import ChangeResult, Delete, EntityChange, Keep, Write
+
+#: the value of :attr:`ChangeRun.latest` for an entity the changes delete
+DELETED: Any = object()
+
+
+@dataclass
+class ChangeRun:
+    """The outcome of :func:`run_changes`."""
+
+    results: list[ChangeResult] = field(default_factory=list)
+    #: id -> the entity after the changes (or DELETED), for the ids a change wrote or deleted
+    latest: dict[str, Any] = field(default_factory=dict)
+    #: id -> the stored entity as it was, decoded once
+    originals: dict[str, Entity] = field(default_factory=dict)
+
+
+def run_changes(
+    changes: Sequence[EntityChange], stored: Mapping[str, tuple[Any, bytes | str]]
+) -> ChangeRun:
+    """Apply ``changes`` in order to the stored documents (id -> (row key, JSON))."""
+    run = ChangeRun()
+    latest, originals, results = run.latest, run.originals, run.results
+    for change in changes:
+        entity_id = change.entity_id
+        if entity_id in latest:
+            before = latest[entity_id]
+            raw: Any = None if before is DELETED else orjson.dumps(before)
+        else:
+            row = stored.get(entity_id)
+            raw = row[1] if row else None
+        # two decoded copies: apply may mutate ``current``, ``old`` is reported as it was
+        old = None if raw is None else orjson.loads(raw)
+        current = None if raw is None else orjson.loads(raw)
+        if old is not None and entity_id not in latest:
+            originals.setdefault(entity_id, old)
+        try:
+            outcome = change.apply(current)
+        except NgsiLdError as err:
+            results.append(ChangeResult(entity_id, error=err))
+            continue
+        if isinstance(outcome, Write):
+            latest[entity_id] = outcome.entity
+            results.append(ChangeResult(entity_id, outcome.result, old=old, new=outcome.entity))
+        elif isinstance(outcome, Delete):
+            latest[entity_id] = DELETED
+            results.append(ChangeResult(entity_id, outcome.result, old=old, new=None))
+        elif isinstance(outcome, Keep):
+            results.append(ChangeResult(entity_id, outcome.result, old=old, new=old))
+        else:
+            raise TypeError(f"apply returned {outcome!r}")
+    return run
