@@ -49,6 +49,9 @@ from urbanstack.store.sqlite_write import Prepared, apply_changes, existing_ids,
 LOGGER = logging.getLogger(__name__)
 SCHEMA_VERSION = 4
 MAX_GROUP = 512
+#: entity changes per write group: ten 1,000-entity batches commit one after another (each
+#: answered when it is written) instead of all together after the last one
+MAX_GROUP_ENTITIES = 2000
 PREPARE_SLICE = 64  # new entities prepared on the event loop between two yields
 PRUNE_CHUNK = 200  # entities per retention write
 T = TypeVar("T")
@@ -66,7 +69,7 @@ def _regexp(pattern: str, value: Any) -> bool:
 
 
 class _Task:
-    __slots__ = ("fn", "future", "loop", "tenant")
+    __slots__ = ("fn", "future", "loop", "tenant", "weight")
 
     def __init__(
         self,
@@ -74,11 +77,13 @@ class _Task:
         fn: Callable[[sqlite3.Connection], Any],
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
+        weight: int = 1,
     ) -> None:
         self.tenant = tenant
         self.fn = fn
         self.loop = loop
         self.future = future
+        self.weight = weight
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -226,12 +231,15 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
 
     def _write_loop(self) -> None:
         stop = False
+        carry: _Task | None = None  # taken from the queue, but for the next group
         while not stop:
-            first = self._queue.get()
+            first = carry if carry is not None else self._queue.get()
+            carry = None
             if first is None:
                 break
             batch = [first]
-            while len(batch) < MAX_GROUP:
+            weight = first.weight
+            while len(batch) < MAX_GROUP and weight < MAX_GROUP_ENTITIES:
                 try:
                     task = self._queue.get_nowait()
                 except queue.Empty:
@@ -239,7 +247,11 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
                 if task is None:
                     stop = True
                     break
+                if weight + task.weight > MAX_GROUP_ENTITIES:
+                    carry = task  # big batches commit one after another, not all at once
+                    break
                 batch.append(task)
+                weight += task.weight
             by_tenant: dict[str | None, list[_Task]] = {}
             for task in batch:
                 by_tenant.setdefault(task.tenant, []).append(task)
@@ -301,12 +313,14 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_settle, items)
 
-    async def _write(self, tenant: str | None, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self, tenant: str | None, fn: Callable[[sqlite3.Connection], T], weight: int = 1
+    ) -> T:
         if self._writer is None:
             raise StoreError("The store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Task(tenant, fn, loop, future))
+        self._queue.put(_Task(tenant, fn, loop, future, weight))
         return await future
 
     def _check_tenant(self, tenant: str | None) -> None:
@@ -378,7 +392,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
                 self._queue_notifications(conn, tenant, results)
             return results
 
-        results = await self._write(tenant, run)
+        results = await self._write(tenant, run, len(changes))
         if self.commit_listener is not None:
             self.commit_listener(tenant, results)
         return results
