@@ -30,7 +30,6 @@ from urbanstack.ngsild.model import Entity, now_timestamp
 from urbanstack.ngsild.query import EntityQuery, QueryResult
 from urbanstack.store.base import (
     ChangeResult,
-    ContextRecord,
     DiscoveryRow,
     EntityChange,
     EntityStore,
@@ -38,6 +37,7 @@ from urbanstack.store.base import (
     StoreInfo,
     validate_tenant,
 )
+from urbanstack.store.sqlite_contexts import SQLiteContexts
 from urbanstack.store.sqlite_paths import WritePaths, read_lookup
 from urbanstack.store.sqlite_query import compile_query
 from urbanstack.store.sqlite_records import SQLiteRecords
@@ -96,7 +96,7 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_exception(value)
 
 
-class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore):
+class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteContexts, EntityStore):
     """Entities in SQLite files: ``path`` for the default tenant, ``<path>-tenants/`` for others."""
 
     def __init__(
@@ -566,78 +566,6 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, EntityStore
             return [DiscoveryRow(*r) for r in rows]
 
         return await self._read(tenant, run)
-
-    # --- contexts (kept in the default tenant's file)
-
-    @staticmethod
-    def _context(row: tuple[Any, ...]) -> ContextRecord:
-        return ContextRecord(
-            id=row[0],
-            url=row[1],
-            kind=row[2],
-            body=orjson.loads(row[3]),
-            created_at=row[4],
-            last_used=row[5],
-            hits=row[6],
-        )
-
-    _CONTEXT_COLUMNS = "id, url, kind, body, created_at, last_used, hits"
-
-    async def put_context(self, record: ContextRecord) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "DELETE FROM jsonld_contexts WHERE url = ? AND id != ?", (record.url, record.id)
-            )
-            conn.execute(
-                f"INSERT OR REPLACE INTO jsonld_contexts ({self._CONTEXT_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (
-                    record.id,
-                    record.url,
-                    record.kind,
-                    orjson.dumps(record.body),
-                    record.created_at,
-                    record.last_used,
-                    record.hits,
-                ),
-            )
-
-        await self._write(None, run)
-
-    async def get_context(self, key: str) -> ContextRecord | None:
-        def run(conn: sqlite3.Connection) -> ContextRecord | None:
-            row = conn.execute(
-                f"SELECT {self._CONTEXT_COLUMNS} FROM jsonld_contexts WHERE id = ? OR url = ?",
-                (key, key),
-            ).fetchone()
-            return self._context(row) if row else None
-
-        return await self._read(None, run)
-
-    async def list_contexts(self) -> list[ContextRecord]:
-        def run(conn: sqlite3.Connection) -> list[ContextRecord]:
-            rows = conn.execute(
-                f"SELECT {self._CONTEXT_COLUMNS} FROM jsonld_contexts ORDER BY created_at, id"
-            ).fetchall()
-            return [self._context(r) for r in rows]
-
-        return await self._read(None, run)
-
-    async def delete_context(self, context_id: str) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute("DELETE FROM jsonld_contexts WHERE id = ?", (context_id,))
-            return cur.rowcount > 0
-
-        return await self._write(None, run)
-
-    async def touch_context(self, context_id: str, when: str) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE jsonld_contexts SET hits = hits + 1, last_used = ? WHERE id = ?",
-                (when, context_id),
-            )
-
-        await self._write(None, run)
 
 
 def load_from_url(url: str, **options: Any) -> SQLiteStore:
