@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from urbanstack.ngsild.model import VALUE_MEMBER, Entity, Instance
-from urbanstack.ngsild.temporal import to_micros
+from urbanstack.ngsild.temporal import TemporalQuery, to_micros
 
 VT_JSON = 0
 VT_NUMBER = 1
@@ -194,6 +194,31 @@ def row_time(row: HistoryRow, timeproperty: str) -> int:
     if timeproperty == "modifiedAt":
         return row.modified
     return row.observed
+
+
+def cut_to_window(
+    found: dict[str, list[HistoryRow]], cut_at: list[int], query: TemporalQuery
+) -> tuple[int, int]:
+    """Cut one entity's attributes (each already limited at ``cut_at``) to the window all of
+    them cover completely: up to the earliest cut (from the latest, going backwards for
+    ``lastN``); the window, as (low, high)."""
+    descending = query.descending
+    prop = query.timeproperty
+    boundary = max(cut_at) if descending else min(cut_at)
+    for attr, rows in list(found.items()):
+        if descending:
+            kept = [r for r in rows if row_time(r, prop) > boundary]
+        else:
+            kept = [r for r in rows if row_time(r, prop) < boundary]
+        if kept:
+            found[attr] = kept
+        else:
+            del found[attr]
+    low, high = query.time.bounds() if query.time is not None else (None, None)
+    times = [row_time(r, prop) for rows in found.values() for r in rows]
+    if descending:
+        return boundary, high if high is not None else max(times, default=boundary)
+    return low if low is not None else min(times, default=boundary), boundary
 
 
 def common_window(

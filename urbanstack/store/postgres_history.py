@@ -17,7 +17,15 @@ from typing import Any
 
 import asyncpg
 
-from urbanstack.ngsild.history import VT_BOOL, VT_JSON, VT_NUMBER, HistoryRow, TemporalEntity
+from urbanstack.ngsild.history import (
+    VT_BOOL,
+    VT_JSON,
+    VT_NUMBER,
+    HistoryRow,
+    TemporalEntity,
+    cut_to_window,
+    row_time,
+)
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
 from urbanstack.ngsild.temporal import TemporalQuery, to_micros
 
@@ -339,12 +347,6 @@ def time_clause(query: TemporalQuery, column: str, first: int) -> tuple[str, lis
     return "".join(clauses), params
 
 
-def _time(row: HistoryRow, column: str) -> int:
-    if column == "observed":
-        return row.observed
-    return row.created if column == "created" else row.modified
-
-
 async def read_instances(
     conn: asyncpg.Connection, schema: str, series: list[Series], query: TemporalQuery
 ) -> tuple[dict[str, list[HistoryRow]], tuple[int, int] | None]:
@@ -383,46 +385,21 @@ async def read_instances(
         if len(parts) == 1:
             merged = parts[0]
         else:  # several datasets: merge them on (time, instance number)
+            prop = query.timeproperty
             merged = list(
                 heapq.merge(
-                    *parts, key=lambda h: (_time(h, column), h.iid or 0), reverse=descending
+                    *parts, key=lambda h: (row_time(h, prop), h.iid or 0), reverse=descending
                 )
             )[:fetch]
         if can_overflow and len(merged) > want:
-            cut_at.append(_time(merged[want], column))
+            cut_at.append(row_time(merged[want], query.timeproperty))
             merged = merged[:want]
         found[attr] = merged
-    window = _cut(found, cut_at, column, descending, query) if cut_at else None
+    window = cut_to_window(found, cut_at, query) if cut_at else None
     if descending:
         for kept in found.values():
             kept.reverse()
     return found, window
-
-
-def _cut(
-    found: dict[str, list[HistoryRow]],
-    cut_at: list[int],
-    column: str,
-    descending: bool,
-    query: TemporalQuery,
-) -> tuple[int, int]:
-    """Cut every attribute to the window all of them cover completely: up to the earliest
-    cut (from the latest, going backwards); the window, as (low, high)."""
-    boundary = max(cut_at) if descending else min(cut_at)
-    for attr, rows in list(found.items()):
-        if descending:
-            kept = [r for r in rows if _time(r, column) > boundary]
-        else:
-            kept = [r for r in rows if _time(r, column) < boundary]
-        if kept:
-            found[attr] = kept
-        else:
-            del found[attr]
-    low, high = query.time.bounds() if query.time is not None else (None, None)
-    times = [_time(r, column) for rows in found.values() for r in rows]
-    if descending:
-        return boundary, high if high is not None else max(times, default=boundary)
-    return low if low is not None else min(times, default=boundary), boundary
 
 
 async def load_history(

@@ -25,6 +25,7 @@ from urbanstack.ngsild.history import (
     AttributeAggregate,
     HistoryRow,
     TemporalEntity,
+    cut_to_window,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
 from urbanstack.ngsild.temporal import Aggregation, TemporalQuery, bucket_starts
@@ -334,43 +335,11 @@ def read_instances(
             cut_at.append(raw[want][at])
             raw = raw[:want]
         found[attr] = [_history_row(attr, r) for r in raw]
-    window = _cut(found, cut_at, column, descending, query) if cut_at else None
+    window = cut_to_window(found, cut_at, query) if cut_at else None
     if descending:
         for rows in found.values():
             rows.reverse()
     return found, window
-
-
-def _cut(
-    found: dict[str, list[HistoryRow]],
-    cut_at: list[int],
-    column: str,
-    descending: bool,
-    query: TemporalQuery,
-) -> tuple[int, int]:
-    """Cut every attribute to the window all of them cover completely: up to the earliest
-    cut (from the latest, going backwards); the window, as (low, high)."""
-    boundary = max(cut_at) if descending else min(cut_at)
-    for attr, rows in list(found.items()):
-        if descending:
-            kept = [r for r in rows if _time(r, column) > boundary]
-        else:
-            kept = [r for r in rows if _time(r, column) < boundary]
-        if kept:
-            found[attr] = kept
-        else:
-            del found[attr]
-    low, high = query.time.bounds() if query.time is not None else (None, None)
-    times = [_time(r, column) for rows in found.values() for r in rows]
-    if descending:
-        return boundary, high if high is not None else max(times, default=boundary)
-    return low if low is not None else min(times, default=boundary), boundary
-
-
-def _time(row: HistoryRow, column: str) -> int:
-    if column == "observed":
-        return row.observed
-    return row.created if column == "created" else row.modified
 
 
 #: SQL of each measure an aggregation method needs (computed only when asked for)
