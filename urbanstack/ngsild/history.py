@@ -14,6 +14,8 @@ one and the modification time otherwise, so every instance has a place on the ti
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -245,3 +247,45 @@ def common_window(
             else:
                 del entity.attrs[attr]
     return window
+
+
+def period_values(
+    methods: Iterable[str],
+    m: dict[str, Any],
+    kind: str,
+    given: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The requested aggregation methods of one period from its measures (``count``,
+    ``distinct``, ``numbers``, ``sum``, ``squares``, ``min``, ``max``, value type ``vt``);
+    ``given`` overrides the sum, min and max returned (a store that keeps integers exact).
+    None where a method does not apply (sums of text, min/max of relationships and JSON)."""
+    shown = m if given is None else {**m, **given}
+    boolean = m["vt"] == VT_BOOL
+    ordered = not kind.endswith("Relationship") and m["vt"] != VT_JSON
+    values: dict[str, Any] = {}
+    for method in methods:
+        if method == "totalCount":
+            values[method] = m["count"]
+        elif method == "distinctCount":
+            values[method] = m["distinct"]
+        elif method == "sum":
+            values[method] = shown["sum"]
+        elif method == "avg":
+            values[method] = m["sum"] / m["numbers"] if m["numbers"] else None
+        elif method in ("min", "max"):
+            value = shown[method] if ordered else None
+            values[method] = bool(value) if boolean and value is not None else value
+        elif method == "sumsq":
+            values[method] = m["squares"]
+        elif method == "stddev":
+            values[method] = sample_stddev(m["numbers"], m["sum"], m["squares"])
+    return values
+
+
+def sample_stddev(n: int, total: float | None, squares: float | None) -> float | None:
+    """Sample standard deviation (as Stellio) from count, sum and sum of squares."""
+    if not n or total is None or squares is None:
+        return None
+    if n == 1:
+        return 0.0
+    return math.sqrt(max((squares - total * total / n) / (n - 1), 0.0))

@@ -7,13 +7,12 @@ the measures the asked methods need.
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from urbanstack.ngsild.history import VT_BOOL, VT_JSON, AggregateBucket, AttributeAggregate
+from urbanstack.ngsild.history import AggregateBucket, AttributeAggregate, period_values
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
 from urbanstack.ngsild.temporal import Aggregation, TemporalQuery, bucket_starts
 from urbanstack.store.postgres_history import TIME_COLUMNS, Series, time_clause
@@ -118,7 +117,13 @@ async def _aggregate_series(
         measured = {k: int(v) if isinstance(v, Decimal) else v for k, v in r.items()}
         kind = ATTRIBUTE_TYPES[measured["kind"]]
         start, stop = periods[int(measured["i"])]
-        buckets.append(AggregateBucket(start, stop, _methods(aggregation, measured, kind)))
+        buckets.append(
+            AggregateBucket(
+                start,
+                stop,
+                period_values(aggregation.methods, measured, kind, _given(aggregation, measured)),
+            )
+        )
     if not buckets:
         return None
     return AttributeAggregate(attr, kind, ds or None, buckets)
@@ -134,43 +139,22 @@ class _FixedPeriods:
         return self.origin + index * self.step, self.origin + (index + 1) * self.step
 
 
+#: method -> the columns holding it for real numbers, integers and text
+_PICKED = {
+    "sum": ("sum", "isum", ""),
+    "min": ("min", "imin", "tmin"),
+    "max": ("max", "imax", "tmax"),
+}
+
+
+def _given(aggregation: Aggregation, m: dict[str, Any]) -> dict[str, Any]:
+    """The requested sum, min and max as the values were given (measured only if asked)."""
+    return {name: _pick(m, *_PICKED[name]) for name in _PICKED if name in aggregation.methods}
+
+
 def _pick(m: dict[str, Any], real: str, integer: str, text: str) -> Any:
     """A min/max/sum as the values were given: integers stay integers, else numbers, else
     text."""
     if m["numbers"]:
         return m[integer] if m["integers"] == m["numbers"] else m[real]
     return m[text] if text else None
-
-
-def _methods(aggregation: Aggregation, m: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The requested methods from one period's measures; None where a method does not
-    apply (sums of text, min/max of relationships and JSON values)."""
-    boolean = m["vt"] == VT_BOOL
-    ordered = not kind.endswith("Relationship") and m["vt"] != VT_JSON
-    values: dict[str, Any] = {}
-    for method in aggregation.methods:
-        if method == "totalCount":
-            values[method] = m["count"]
-        elif method == "distinctCount":
-            values[method] = m["distinct"]
-        elif method == "sum":
-            values[method] = _pick(m, "sum", "isum", "")
-        elif method == "avg":
-            values[method] = m["sum"] / m["numbers"] if m["numbers"] else None
-        elif method in ("min", "max"):
-            value = _pick(m, method, "i" + method, "t" + method) if ordered else None
-            values[method] = bool(value) if boolean and value is not None else value
-        elif method == "sumsq":
-            values[method] = m["squares"]
-        elif method == "stddev":
-            values[method] = _stddev(m["numbers"], m["sum"], m["squares"])
-    return values
-
-
-def _stddev(n: int, total: float | None, squares: float | None) -> float | None:
-    """Sample standard deviation (as Stellio) from count, sum and sum of squares."""
-    if not n or total is None or squares is None:
-        return None
-    if n == 1:
-        return 0.0
-    return math.sqrt(max((squares - total * total / n) / (n - 1), 0.0))

@@ -10,7 +10,6 @@ asked for.
 from __future__ import annotations
 
 import heapq
-import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -19,13 +18,13 @@ import orjson
 
 from urbanstack.ngsild.history import (
     VT_BOOL,
-    VT_JSON,
     VT_NUMBER,
     AggregateBucket,
     AttributeAggregate,
     HistoryRow,
     TemporalEntity,
     cut_to_window,
+    period_values,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
 from urbanstack.ngsild.temporal import Aggregation, TemporalQuery, bucket_starts
@@ -455,7 +454,7 @@ def _aggregate_series(
         measured = dict(zip(names, r[1:], strict=True))
         kind = ATTRIBUTE_TYPES[measured["kind"]]
         start, stop = periods[r[0]]
-        values_of = _methods(aggregation, measured, kind)
+        values_of = period_values(aggregation.methods, measured, kind)
         buckets.append(AggregateBucket(start, stop, values_of))
     if not buckets:
         return None
@@ -470,40 +469,6 @@ class _FixedPeriods:
 
     def __getitem__(self, index: int) -> tuple[int, int]:
         return self.origin + index * self.step, self.origin + (index + 1) * self.step
-
-
-def _methods(aggregation: Aggregation, m: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The requested methods from one period's measures; None where a method does not
-    apply (sums of text, min/max of relationships and JSON values)."""
-    boolean = m["vt"] == VT_BOOL
-    ordered = not kind.endswith("Relationship") and m["vt"] != VT_JSON
-    values: dict[str, Any] = {}
-    for method in aggregation.methods:
-        if method == "totalCount":
-            values[method] = m["count"]
-        elif method == "distinctCount":
-            values[method] = m["distinct"]
-        elif method == "sum":
-            values[method] = m["sum"]
-        elif method == "avg":
-            values[method] = m["sum"] / m["numbers"] if m["numbers"] else None
-        elif method in ("min", "max"):
-            value = m[method] if ordered else None
-            values[method] = bool(value) if boolean and value is not None else value
-        elif method == "sumsq":
-            values[method] = m["squares"]
-        elif method == "stddev":
-            values[method] = _stddev(m["numbers"], m["sum"], m["squares"])
-    return values
-
-
-def _stddev(n: int, total: float | None, squares: float | None) -> float | None:
-    """Sample standard deviation (as Stellio) from count, sum and sum of squares."""
-    if not n or total is None or squares is None:
-        return None
-    if n == 1:
-        return 0.0
-    return math.sqrt(max((squares - total * total / n) / (n - 1), 0.0))
 
 
 def load_history(
