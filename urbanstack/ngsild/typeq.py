@@ -105,6 +105,22 @@ def _combine(cls: type[TypeAnd] | type[TypeOr], terms: list[TypeExpr]) -> TypeEx
     return unique[0] if len(unique) == 1 else cls(unique)
 
 
+def flat_type_names(expr: TypeExpr) -> list[str] | None:
+    """The type IRIs of an expression that is only names joined by OR (an index lookup),
+    else None."""
+    if isinstance(expr, TypeName):
+        return [expr.iri]
+    if isinstance(expr, TypeOr):
+        names: list[str] = []
+        for term in expr.terms:
+            sub = flat_type_names(term)
+            if sub is None:
+                return None
+            names += sub
+        return names
+    return None
+
+
 def parse_type_query(text: str, expand: Callable[[str], str]) -> TypeExpr:
     """Parse the ``type`` parameter (already URL-decoded) into a ``TypeExpr``.
 

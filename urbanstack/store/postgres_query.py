@@ -31,7 +31,7 @@ from urbanstack.ngsild.q import (
 )
 from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.scope import ScopeAnd, ScopeExpr, ScopePattern, scope_pattern_regex
-from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeName, TypeOr
+from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeOr, flat_type_names
 from urbanstack.store.postgres_index import BOOL, DT, KEY, PRESENT, REL, SUB, typed_path
 
 FALSE = "FALSE"
@@ -242,23 +242,9 @@ def compile_q(expr: QExpr, params: Params) -> str:
     raise TypeError(f"not a q expression: {expr!r}")
 
 
-def _flat_type_names(expr: TypeExpr) -> list[str] | None:
-    if isinstance(expr, TypeName):
-        return [expr.iri]
-    if isinstance(expr, TypeOr):
-        names: list[str] = []
-        for term in expr.terms:
-            sub = _flat_type_names(term)
-            if sub is None:
-                return None
-            names += sub
-        return names
-    return None
-
-
 def compile_types(expr: TypeExpr, params: Params) -> str:
     """A condition on ``e`` (GIN on ``e.types``) matching a type expression."""
-    flat = _flat_type_names(expr)
+    flat = flat_type_names(expr)
     if flat is not None:
         return f"e.types && {params.add(flat, 'text[]')}"
     if isinstance(expr, TypeAnd):

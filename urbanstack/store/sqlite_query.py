@@ -30,7 +30,7 @@ from urbanstack.ngsild.scope import (
     ScopePattern,
     scope_pattern_regex,
 )
-from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeName, TypeOr
+from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeOr, flat_type_names
 from urbanstack.store.sqlite_index import BOOL, DT, KEY, REL, SUB, sql_value, typed_path
 
 PathLookup = Callable[[str], int | None]  # path -> pid (None when never stored)
@@ -233,23 +233,9 @@ def compile_q(
     raise TypeError(f"not a q expression: {expr!r}")
 
 
-def _flat_type_names(expr: TypeExpr) -> list[str] | None:
-    if isinstance(expr, TypeName):
-        return [expr.iri]
-    if isinstance(expr, TypeOr):
-        names: list[str] = []
-        for term in expr.terms:
-            sub = _flat_type_names(term)
-            if sub is None:
-                return None
-            names += sub
-        return names
-    return None
-
-
 def compile_types(expr: TypeExpr, params: list[Any]) -> str:
     """The set of entity rids whose types match a type expression."""
-    flat = _flat_type_names(expr)
+    flat = flat_type_names(expr)
     if flat is not None:
         params += flat
         marks = ",".join("?" * len(flat))
@@ -305,7 +291,7 @@ def _selector_sql(
 def _type_check(expr: TypeExpr, params: list[Any]) -> str | None:
     """A per-entity check for a plain list of types (cheaper than a set when another
     filter drives the query); None for expressions that need the set algebra."""
-    flat = _flat_type_names(expr)
+    flat = flat_type_names(expr)
     if flat is None:
         return None
     params += flat
@@ -337,7 +323,7 @@ def compile_query(
             alternatives.append(_intersect(parts) if parts else ALL)
         sets.append(_union(alternatives))
     if query.q is not None:
-        flat = _flat_type_names(query.types) if query.types is not None else None
+        flat = flat_type_names(query.types) if query.types is not None else None
         tids = None if flat is None else [t for t in map(lookup, flat) if t is not None]
         sets.append(compile_q(query.q, lookup, set_params, tids))
     if query.scope_q is not None:
