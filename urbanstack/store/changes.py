@@ -8,13 +8,14 @@ its entity as it was and the others proceed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from urbanstack.ngsild.errors import NgsiLdError
+from urbanstack.ngsild.history import HistoryRow, changed_instances
 from urbanstack.ngsild.model import Entity
 from urbanstack.store.base import ChangeResult, Delete, EntityChange, Keep, Write
 
@@ -68,3 +69,45 @@ def run_changes(
         else:
             raise TypeError(f"apply returned {outcome!r}")
     return run
+
+
+@dataclass
+class HistoryPlan:
+    """What the accepted changes do to history: rows to append per entity (in order), the
+    entities' types, and the entities whose earlier history goes first."""
+
+    rows: dict[str, list[HistoryRow]] = field(default_factory=dict)
+    types: dict[str, list[str]] = field(default_factory=dict)
+    dropped: set[str] = field(default_factory=set)
+
+
+def plan_history(
+    changes: Sequence[EntityChange],
+    results: Sequence[ChangeResult],
+    keep_on_delete: bool,
+    ready_rows: Callable[[ChangeResult], list[HistoryRow] | None] = lambda result: None,
+) -> HistoryPlan:
+    """The history of the accepted changes: each change's own rows, or ``ready_rows`` (rows
+    a store prepared ahead), or the instances it added or changed. A deletion under
+    ``keep_on_delete=False`` (or a change with ``drop_history``) forgets the entity's
+    earlier history, including rows of earlier changes in this same list."""
+    plan = HistoryPlan()
+    for change, result in zip(changes, results, strict=True):
+        if result.error is not None:
+            continue
+        entity_id = change.entity_id
+        if change.drop_history or (result.new is None and not keep_on_delete):
+            if result.new is None and (result.old is not None or change.drop_history):
+                plan.rows.pop(entity_id, None)
+                plan.dropped.add(entity_id)
+        rows = change.history
+        if rows is None:
+            rows = ready_rows(result)
+        if rows is None:
+            rows = changed_instances(result.old, result.new)
+        if rows:
+            plan.rows.setdefault(entity_id, []).extend(rows)
+            current = result.new or result.old
+            if current is not None:
+                plan.types[entity_id] = current["type"]
+    return plan

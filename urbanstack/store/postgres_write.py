@@ -16,10 +16,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from urbanstack.ngsild.history import HistoryRow, changed_instances
 from urbanstack.ngsild.model import Entity
 from urbanstack.store.base import ChangeResult, EntityChange, ViewRenderer
-from urbanstack.store.changes import DELETED, run_changes
+from urbanstack.store.changes import DELETED, plan_history, run_changes
 from urbanstack.store.postgres_history import delete_entity_history, insert_history
 from urbanstack.store.postgres_index import geometry_rows, index_document
 
@@ -153,31 +152,9 @@ async def _record_history(
     keep_on_delete: bool,
     partitions: Any,
 ) -> None:
-    """Append the history rows of the accepted changes, in order; a deletion under
-    ``keep_on_delete=False`` (or a change with ``drop_history``) first forgets the
-    entity's earlier history, including rows of earlier changes in this same list."""
-    pending: dict[str, list[HistoryRow]] = {}
-    types: dict[str, list[str]] = {}
-    dropped: set[str] = set()
-    for change, result in zip(changes, results, strict=True):
-        if result.error is not None:
-            continue
-        entity_id = change.entity_id
-        if change.drop_history or (result.new is None and not keep_on_delete):
-            if result.new is None and (result.old is not None or change.drop_history):
-                pending.pop(entity_id, None)
-                dropped.add(entity_id)
-        rows = (
-            change.history
-            if change.history is not None
-            else changed_instances(result.old, result.new)
-        )
-        if rows:
-            pending.setdefault(entity_id, []).extend(rows)
-            current = result.new or result.old
-            if current is not None:
-                types[entity_id] = current["type"]
-    if dropped:
-        await delete_entity_history(conn, schema, sorted(dropped))
-    if pending:
-        await insert_history(conn, schema, pending, types, partitions)
+    """Append the history rows of the accepted changes (see :func:`plan_history`)."""
+    plan = plan_history(changes, results, keep_on_delete)
+    if plan.dropped:
+        await delete_entity_history(conn, schema, sorted(plan.dropped))
+    if plan.rows:
+        await insert_history(conn, schema, plan.rows, plan.types, partitions)

@@ -24,7 +24,7 @@ from urbanstack.store.base import (
     EntityChange,
     ViewRenderer,
 )
-from urbanstack.store.changes import DELETED, run_changes
+from urbanstack.store.changes import DELETED, plan_history, run_changes
 from urbanstack.store.sqlite_history import (
     _chunks,
     delete_entity_history,
@@ -268,37 +268,19 @@ def _record_history(
     keep_on_delete: bool,
     prepared: dict[int, Prepared],
 ) -> None:
-    """Append the history rows of the accepted changes, in order; a deletion under
-    ``keep_on_delete=False`` (or a change with ``drop_history``) first forgets the
-    entity's earlier history, including rows of earlier changes in this same list."""
-    pending: dict[str, list[HistoryRow]] = {}
-    types: dict[str, list[str]] = {}
-    dropped: set[str] = set()
-    for change, result in zip(changes, results, strict=True):
-        if result.error is not None:
-            continue
-        entity_id = change.entity_id
-        if change.drop_history or (result.new is None and not keep_on_delete):
-            if result.new is None and (result.old is not None or change.drop_history):
-                pending.pop(entity_id, None)
-                dropped.add(entity_id)
+    """Append the history rows of the accepted changes (see :func:`plan_history`); a new
+    entity's rows may have been prepared ahead, on the event loop."""
+
+    def ready_rows(result: ChangeResult) -> list[HistoryRow] | None:
         ready = prepared.get(id(result.new)) if result.old is None else None
-        if change.history is not None:
-            rows = change.history
-        elif ready is not None:
-            rows = ready[3]
-        else:
-            rows = changed_instances(result.old, result.new)
-        if rows:
-            pending.setdefault(entity_id, []).extend(rows)
-            current = result.new or result.old
-            if current is not None:
-                types[entity_id] = current["type"]
-    if dropped:
-        delete_entity_history(conn, sorted(dropped))
-    if pending:
-        eids = ensure_entities(conn, {i: types.get(i, []) for i in pending})
-        insert_rows(conn, pid, [(eids[i], rows) for i, rows in pending.items()])
+        return None if ready is None else ready[3]
+
+    plan = plan_history(changes, results, keep_on_delete, ready_rows)
+    if plan.dropped:
+        delete_entity_history(conn, sorted(plan.dropped))
+    if plan.rows:
+        eids = ensure_entities(conn, {i: plan.types.get(i, []) for i in plan.rows})
+        insert_rows(conn, pid, [(eids[i], rows) for i, rows in plan.rows.items()])
 
 
 def _persist(
