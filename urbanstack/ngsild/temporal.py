@@ -238,3 +238,13 @@ def bucket_starts(origin: int, end: int, period: Duration) -> list[int]:
         if following >= end:
             return starts
         starts.append(following)
+
+
+class FixedPeriods:
+    """Period ``i`` of a fixed-length bucketing, as ``periods[i]`` (start, end)."""
+
+    def __init__(self, origin: int, step: int) -> None:
+        self.origin, self.step = origin, step
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        return self.origin + index * self.step, self.origin + (index + 1) * self.step

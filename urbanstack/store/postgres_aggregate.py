@@ -14,7 +14,7 @@ import asyncpg
 
 from urbanstack.ngsild.history import AggregateBucket, AttributeAggregate, period_values
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
-from urbanstack.ngsild.temporal import Aggregation, TemporalQuery, bucket_starts
+from urbanstack.ngsild.temporal import Aggregation, FixedPeriods, TemporalQuery, bucket_starts
 from urbanstack.store.postgres_history import TIME_COLUMNS, Series, time_clause
 
 MAX_CALENDAR_PERIODS = 10_000
@@ -100,7 +100,7 @@ async def _aggregate_series(
             f"WHERE sid = $1{time_sql} AND {column} >= ${after} GROUP BY 1"
         )
         args += [origin, period.micros]
-        periods = _FixedPeriods(origin, period.micros)
+        periods = FixedPeriods(origin, period.micros)
     else:
         end = high if high is not None else span["latest"] + 1
         starts = bucket_starts(origin, end, period)[:MAX_CALENDAR_PERIODS]
@@ -127,16 +127,6 @@ async def _aggregate_series(
     if not buckets:
         return None
     return AttributeAggregate(attr, kind, ds or None, buckets)
-
-
-class _FixedPeriods:
-    """Period ``i`` of a fixed-length bucketing, as ``periods[i]``."""
-
-    def __init__(self, origin: int, step: int) -> None:
-        self.origin, self.step = origin, step
-
-    def __getitem__(self, index: int) -> tuple[int, int]:
-        return self.origin + index * self.step, self.origin + (index + 1) * self.step
 
 
 #: method -> the columns holding it for real numbers, integers and text

@@ -28,6 +28,7 @@ from urbanstack.store.sqlite_index import (
     REL,
     SUB,
     geo_values,
+    path_text,
     typed_path,
     value_rows,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "SUB",
     "geo_values",
     "index_document",
+    "path_text",
     "typed_path",
 ]
 

@@ -32,7 +32,14 @@ from urbanstack.ngsild.q import (
 from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.scope import ScopeAnd, ScopeExpr, ScopePattern, scope_pattern_regex
 from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeOr, flat_type_names
-from urbanstack.store.postgres_index import BOOL, DT, KEY, PRESENT, REL, SUB, typed_path
+from urbanstack.store.postgres_index import (
+    BOOL,
+    DT,
+    PRESENT,
+    REL,
+    path_text,
+    typed_path,
+)
 
 FALSE = "FALSE"
 _PLACEHOLDER = re.compile(r"\$(\d+)")
@@ -64,16 +71,6 @@ class Params:
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-def path_text(path: AttrPath) -> str:
-    """The index path of a q attribute path."""
-    text = path.attr
-    for sub in path.subs:
-        text += SUB + sub
-    for key in path.keys:
-        text += KEY + key
-    return text
 
 
 def _literal(value: Any) -> Any:

@@ -27,7 +27,7 @@ from urbanstack.ngsild.history import (
     period_values,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
-from urbanstack.ngsild.temporal import Aggregation, TemporalQuery, bucket_starts
+from urbanstack.ngsild.temporal import Aggregation, FixedPeriods, TemporalQuery, bucket_starts
 
 KIND_CODES = {name: code for code, name in enumerate(ATTRIBUTE_TYPES)}
 MAX_CALENDAR_PERIODS = 10_000
@@ -435,7 +435,7 @@ def _aggregate_series(
             f"WHERE {series_sql} AND {column} >= ? GROUP BY 1"
         )
         params = [origin, step, eid, pid, ds, *time_params, origin]
-        periods = _FixedPeriods(origin, step)
+        periods = FixedPeriods(origin, step)
     else:
         end = high if high is not None else latest + 1
         starts = bucket_starts(origin, end, period)[:MAX_CALENDAR_PERIODS]
@@ -459,16 +459,6 @@ def _aggregate_series(
     if not buckets:
         return None
     return AttributeAggregate(attr, kind, ds or None, buckets)
-
-
-class _FixedPeriods:
-    """Period ``i`` of a fixed-length bucketing, as ``periods[i]``."""
-
-    def __init__(self, origin: int, step: int) -> None:
-        self.origin, self.step = origin, step
-
-    def __getitem__(self, index: int) -> tuple[int, int]:
-        return self.origin + index * self.step, self.origin + (index + 1) * self.step
 
 
 def load_history(

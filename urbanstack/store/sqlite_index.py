@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from urbanstack.ngsild.model import VALUE_MEMBER, Entity, Instance
-from urbanstack.ngsild.q import stored_datetime
+from urbanstack.ngsild.q import AttrPath, stored_datetime
 
 SUB = "\x1f"
 KEY = "\x1e"
@@ -33,6 +33,16 @@ def typed_path(path: str, kind: str | None) -> str:
 
 
 ValueRow = tuple[str, Any, str | None]  # path, value, kind (attribute type on presence rows)
+
+
+def path_text(path: AttrPath) -> str:
+    """The index path of a q attribute path (the paths :func:`value_rows` writes)."""
+    text = path.attr
+    for sub in path.subs:
+        text += SUB + sub
+    for key in path.keys:
+        text += KEY + key
+    return text
 
 
 def sql_value(value: Any) -> Any:

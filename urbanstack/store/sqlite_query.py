@@ -31,7 +31,14 @@ from urbanstack.ngsild.scope import (
     scope_pattern_regex,
 )
 from urbanstack.ngsild.typeq import TypeAnd, TypeExpr, TypeOr, flat_type_names
-from urbanstack.store.sqlite_index import BOOL, DT, KEY, REL, SUB, sql_value, typed_path
+from urbanstack.store.sqlite_index import (
+    BOOL,
+    DT,
+    REL,
+    path_text,
+    sql_value,
+    typed_path,
+)
 
 PathLookup = Callable[[str], int | None]  # path -> pid (None when never stored)
 
@@ -49,16 +56,6 @@ class CompiledQuery:
     join_params: list[Any] = field(default_factory=list)
     near: bool = False
     impossible: bool = False
-
-
-def path_text(path: AttrPath) -> str:
-    """The index path of a q attribute path."""
-    text = path.attr
-    for sub in path.subs:
-        text += SUB + sub
-    for key in path.keys:
-        text += KEY + key
-    return text
 
 
 def _literal(value: Any) -> Any:
