@@ -123,7 +123,7 @@ async def southbound_json(request: Request) -> Response:
     if not apikey or not device_id:
         raise BadRequestData("The k (apikey) and i (device id) query parameters are required")
     body = await request.body()
-    if len(body) > broker_settings_max(request):
+    if len(body) > agent_of(request).broker.settings.max_body_bytes:
         raise BadRequestData("The message is too large")
     outcome = await agent_of(request).ingest(DeviceMessage(apikey, device_id, body, "HTTP"))
     rejected = [
@@ -136,10 +136,6 @@ async def southbound_json(request: Request) -> Response:
     return json_response(
         {"entity": outcome.entity_id, "accepted": outcome.accepted, "rejected": rejected}
     )
-
-
-def broker_settings_max(request: Request) -> int:
-    return int(request.app.state.broker.settings.max_body_bytes)
 
 
 async def dead_letters(request: Request) -> Response:

@@ -179,11 +179,6 @@ class IngestAgent:
         self.submit(message)
         return await future
 
-    @property
-    def queued(self) -> int:
-        """Messages waiting for the next batch."""
-        return len(self._queue)
-
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()

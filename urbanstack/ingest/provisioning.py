@@ -179,11 +179,6 @@ def validate_timezone(value: Any) -> str:
     return value
 
 
-def validate_entity_type_name(value: Any, what: str) -> str:
-    """An entity type as a term or an IRI."""
-    return validate_name(value, what)
-
-
 def parse_group(raw: dict[str, Any], service: str | None, subservice: str) -> Group:
     """A service group from the IoT Agent's shape, for tenant ``service``."""
     _unknown(raw, _GROUP_MEMBERS, "a service group")
@@ -194,7 +189,7 @@ def parse_group(raw: dict[str, Any], service: str | None, subservice: str) -> Gr
     group: Group = {
         "apikey": apikey,
         "resource": str(raw.get("resource") or DEFAULT_RESOURCE),
-        "entity_type": validate_entity_type_name(raw.get("entity_type"), f"entity_type of {where}"),
+        "entity_type": validate_name(raw.get("entity_type"), f"entity_type of {where}"),
         "attributes": _mappings(raw, where),
         "static_attributes": _statics(raw, where),
         "explicitAttrs": bool(raw.get("explicitAttrs", False)),
@@ -273,7 +268,7 @@ def parse_device(raw: dict[str, Any], group: Group | None, service: str | None, 
         raise _bad("device_id must be 1-128 letters, digits or one of _ - . : @")
     where = f"device {device_id!r}"
     entity_type = raw.get("entity_type") or (group or {}).get("entity_type")
-    entity_type = validate_entity_type_name(entity_type, f"entity_type of {where}")
+    entity_type = validate_name(entity_type, f"entity_type of {where}")
     entity_name = raw.get("entity_name") or default_entity_id(entity_type, device_id)
     if not is_uri(entity_name):
         raise _bad(f"entity_name of {where} must be a URI (urn:ngsi-ld:...)")
@@ -346,11 +341,3 @@ def explicit_attrs(device: Device, group: Group) -> bool:
 def device_key(service: str | None, device_id: str) -> str:
     """The record key of a device: unique per tenant."""
     return f"{service or ''}/{device_id}"
-
-
-def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    """A group or device as the provisioning API shows it (tenant members renamed as the
-    IoT Agent names them)."""
-    view = dict(record)
-    view["service"] = record.get("service") or ""
-    return view

@@ -64,10 +64,12 @@ class DeviceRegistry:
         self._cache[(kind, key)] = (now + self.ttl, _MISSING if record is None else record)
         return record
 
-    def _remember(self, kind: str, key: str, record: Any | None) -> None:
+    def _remember(self, kind: str, key: str, record: Any | None, *, announce: bool = True) -> None:
+        """Cache what this node just wrote; other nodes are told (unless ``announce`` is
+        off: changes such as counters, which no other node's cache depends on)."""
         value = _MISSING if record is None else record
         self._cache[(kind, key)] = (time.monotonic() + self.ttl, value)
-        if self.store.shared_by_processes:
+        if announce and self.store.shared_by_processes:
             message = {"origin": PROCESS_ID, "kind": kind, "key": key}
             task = asyncio.get_running_loop().create_task(self.store.announce(RECORD, message))
             self._announcing.add(task)
@@ -249,8 +251,9 @@ class DeviceRegistry:
         self._remember(DEVICES, key, None)
 
     def forget(self, service: str | None, device_id: str, record: Device | None) -> None:
-        """Refresh this node's cached copy of a device after the agent changed it."""
-        self._remember(DEVICES, device_key(service, device_id), record)
+        """Refresh this node's cached copy of a device after the agent saved its counters
+        or status (not announced: other nodes' caches do not use them)."""
+        self._remember(DEVICES, device_key(service, device_id), record, announce=False)
 
     async def all_devices(self) -> list[tuple[str, Device]]:
         """Every device of every tenant (the health check's sweep)."""
