@@ -428,33 +428,32 @@ class EntityStore(abc.ABC):
         delivery status, in one transaction."""
 
     # --- records: small JSON documents of the platform's own parts (IoT provisioning, ...)
-    # Not abstract yet: a backend without them refuses those parts with a StoreError.
 
+    @abc.abstractmethod
     async def get_record(self, kind: str, key: str) -> Any | None:
         """The record ``key`` of ``kind`` (e.g. ``iot-device``), or None."""
-        raise StoreError(f"{type(self).__name__} does not keep records")
 
+    @abc.abstractmethod
     async def list_records(
         self, kind: str, limit: int, offset: int = 0, prefix: str = ""
     ) -> tuple[list[tuple[str, Any]], int]:
         """One page of (key, record) of ``kind`` whose key starts with ``prefix``, by key,
         and how many there are."""
-        raise StoreError(f"{type(self).__name__} does not keep records")
 
+    @abc.abstractmethod
     async def change_records(self, kind: str, changes: Sequence[RecordChange]) -> list[Any]:
         """Apply ``changes`` in one transaction, each ``apply(current or None)`` returning
         the new record, None to delete it, or :class:`Keep`; the records after the changes
         (None where deleted). An ``NgsiLdError`` raised by ``apply`` aborts them all."""
-        raise StoreError(f"{type(self).__name__} does not keep records")
 
+    @abc.abstractmethod
     async def append_log(self, kind: str, entries: Sequence[Any], keep: int) -> None:
         """Append entries to the bounded log ``kind``, keeping its newest ``keep``."""
-        raise StoreError(f"{type(self).__name__} does not keep logs")
 
+    @abc.abstractmethod
     async def read_log(self, kind: str, limit: int, before: int = 0) -> list[tuple[int, Any]]:
         """The newest ``limit`` (sequence, entry) of log ``kind``, newest first; with
         ``before``, only entries numbered below it (paging backwards)."""
-        raise StoreError(f"{type(self).__name__} does not keep logs")
 
     # --- coordination of several processes sharing the store. A store only one process
     # opens at a time (SQLite) keeps these defaults: every lock is granted, and
