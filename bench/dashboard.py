@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.broker import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -126,12 +130,6 @@ def make_city(count: int, seed: int) -> list[dict[str, Any]]:
     kinds = [kind for kind, share in MIX.items() for _ in range(int(count * share))]
     kinds += ["Museum"] * (count - len(kinds))
     return [make_entity(kind, n, rnd) for n, kind in enumerate(kinds)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -40,6 +40,11 @@ from typing import Any
 
 import httpx
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.broker import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 APIKEY = "bench"
@@ -48,12 +53,6 @@ PROBES = 4
 PROBE_RATE = 20.0  # probe measures per second, in all
 TARGET_RATE = 5000.0
 TARGET_MEDIAN_MS = 50.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
