@@ -19,6 +19,7 @@ import orjson
 from urbanstack.ngsild.errors import BadRequestData
 from urbanstack.ngsild.geo import GeoQuery
 from urbanstack.ngsild.q import (
+    CORE_MEMBERS,
     ENTITY_MEMBERS,
     And,
     AttrPath,
@@ -211,7 +212,7 @@ def _comparison_sql(term: Comparison, params: Params) -> str:
     keys = _Keys(path_text(path))
 
     def present() -> str:
-        if path.keys:
+        if path.keys or any(sub in CORE_MEMBERS for sub in path.subs):  # values only
             return _any([f"e.ix ? {params.add(k, 'text')}" for k in keys.all()])
         return _contains(PRESENT, keys.plain, params)
 

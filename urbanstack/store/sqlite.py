@@ -27,6 +27,7 @@ import orjson
 
 from urbanstack.ngsild.errors import NonexistentTenant
 from urbanstack.ngsild.model import Entity, now_timestamp
+from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.query import EntityQuery, QueryResult
 from urbanstack.store.base import (
     ChangeResult,
@@ -39,7 +40,7 @@ from urbanstack.store.base import (
 )
 from urbanstack.store.sqlite_contexts import SQLiteContexts
 from urbanstack.store.sqlite_paths import WritePaths, read_lookup
-from urbanstack.store.sqlite_query import compile_query
+from urbanstack.store.sqlite_query import SlotRegistry, compile_query
 from urbanstack.store.sqlite_records import SQLiteRecords
 from urbanstack.store.sqlite_subscriptions import SQLiteSubscriptions, write_outbox
 from urbanstack.store.sqlite_tasks import run_tasks
@@ -47,7 +48,7 @@ from urbanstack.store.sqlite_temporal import SQLiteHistory
 from urbanstack.store.sqlite_write import Prepared, apply_changes, existing_ids, prepare_new
 
 LOGGER = logging.getLogger(__name__)
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MAX_GROUP = 512
 #: entity changes per write group: ten 1,000-entity batches commit one after another (each
 #: answered when it is written) instead of all together after the last one
@@ -186,6 +187,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         conn.create_function("regexp", 2, _regexp, deterministic=True)
         conn.create_function("geo_match", 2, self._geo_match)
         conn.create_function("geo_distance", 2, self._geo_distance)
+        conn.create_function("q_term", 2, self._q_term)
         if write:
             self._migrate(conn)
         return conn
@@ -458,6 +460,9 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
     def _geo_distance(self, slot: int, wkb: bytes) -> float:
         return self._slots[slot].distance_m(wkb)
 
+    def _q_term(self, slot: int, doc: bytes) -> bool:
+        return match_q(self._slots[slot], orjson.loads(doc))
+
     async def query_entities(
         self, tenant: str | None, query: EntityQuery, *, views: bool = False
     ) -> QueryResult:
@@ -477,13 +482,20 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             predicate = compile_geo_query(query.geo)
 
         def run(conn: sqlite3.Connection) -> QueryResult:
-            slot = id(predicate)
-            if predicate is not None:
-                self._slots[slot] = predicate
+            held: list[list[Any]] = []  # one box per object: its id is this run's slot
+
+            def register(item: Any) -> int:
+                box = [item]
+                held.append(box)
+                self._slots[id(box)] = item
+                return id(box)
+
+            slot = register(predicate)
             try:
-                return self._run_query(conn, tenant, query, predicate, slot, views, ids)
+                return self._run_query(conn, tenant, query, predicate, slot, register, views, ids)
             finally:
-                self._slots.pop(slot, None)
+                for box in held:
+                    self._slots.pop(id(box), None)
 
         return run
 
@@ -494,13 +506,15 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         query: EntityQuery,
         predicate: Any,
         slot: int,
+        register: SlotRegistry,
         views: bool = False,
         ids: bool = False,
     ) -> QueryResult:
         """One page of ``query``: documents, views, or (``ids``) entity ids as ``views``."""
         lookup = self._pid_lookup(conn, tenant)
         bbox = predicate.bbox() if predicate is not None else None
-        compiled = compile_query(query, lookup, slot if predicate is not None else None, bbox)
+        geo_slot = slot if predicate is not None else None
+        compiled = compile_query(query, lookup, geo_slot, bbox, register)
         if compiled.impossible:
             return QueryResult([], 0 if query.count else None)
         source = " ".join([compiled.source, *compiled.joins])

@@ -18,6 +18,9 @@ KEY = "\x1e"
 MAX_DEPTH = 4
 MAX_ROWS_PER_ATTRIBUTE = 256
 _TIME_MEMBERS = ("observedAt", "createdAt", "modifiedAt")
+#: instance members the SQLite index leaves out: every write rewrites them, and q rarely
+#: asks for them (the SQLite store checks such terms on the entity documents instead)
+SYSTEM_TIME_MEMBERS = frozenset({"createdAt", "modifiedAt"})
 _TEXT_MEMBERS = ("unitCode", "datasetId")
 #: kinds of leaf rows: plain values (None), relationship objects, normalised datetimes;
 #: typed rows live under their own path (path + TYPED + kind) so lookups stay on one index
@@ -79,10 +82,17 @@ def _leaves(path: str, value: Any, depth: int, out: list[ValueRow], kind: str | 
 
 
 _TIME_SUFFIXES = tuple((meta, SUB + meta) for meta in _TIME_MEMBERS)
+_OBSERVED_SUFFIXES = tuple(m for m in _TIME_SUFFIXES if m[0] not in SYSTEM_TIME_MEMBERS)
 _TEXT_SUFFIXES = tuple((meta, SUB + meta) for meta in _TEXT_MEMBERS)
 
 
-def _instance_rows(path: str, inst: Instance, depth: int, out: list[ValueRow]) -> None:
+def _instance_rows(
+    path: str,
+    inst: Instance,
+    depth: int,
+    out: list[ValueRow],
+    times: tuple[tuple[str, str], ...] = _TIME_SUFFIXES,
+) -> None:
     attr_type = inst.get("type", "Property")
     out.append((path, None, attr_type))
     value = inst.get(VALUE_MEMBER.get(attr_type, "value"))
@@ -106,7 +116,7 @@ def _instance_rows(path: str, inst: Instance, depth: int, out: list[ValueRow]) -
         _leaves(path, value, depth, out, REL)
     elif attr_type != "GeoProperty":
         _leaves(path, value, depth, out, None)
-    for meta, suffix in _TIME_SUFFIXES:
+    for meta, suffix in times:
         if meta in inst:
             out.append((path + suffix, inst[meta], DT))
     for meta, suffix in _TEXT_SUFFIXES:
@@ -114,17 +124,21 @@ def _instance_rows(path: str, inst: Instance, depth: int, out: list[ValueRow]) -
             out.append((path + suffix, inst[meta], None))
     if depth < MAX_DEPTH and "subs" in inst:
         for sub_iri, sub in inst["subs"].items():
-            _instance_rows(path + SUB + sub_iri, sub, depth + 1, out)
+            _instance_rows(path + SUB + sub_iri, sub, depth + 1, out, times)
 
 
-def value_rows(entity: Entity, only: Iterable[str] | None = None) -> list[ValueRow]:
+def value_rows(
+    entity: Entity, only: Iterable[str] | None = None, *, system_times: bool = True
+) -> list[ValueRow]:
     """Every (path, value, kind) row of the attribute-value index for ``entity`` (or for
-    the attributes ``only`` names)."""
+    the attributes ``only`` names); without ``system_times``, no rows for the
+    instances' ``createdAt`` and ``modifiedAt``."""
     out: list[ValueRow] = []
     attrs = entity["attrs"]
+    times = _TIME_SUFFIXES if system_times else _OBSERVED_SUFFIXES
     for iri in attrs if only is None else only:
         for inst in attrs.get(iri, ()):
-            _instance_rows(iri, inst, 0, out)
+            _instance_rows(iri, inst, 0, out, times)
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from urbanstack.ngsild.errors import BadRequestData
 from urbanstack.ngsild.q import (
+    CORE_MEMBERS,
     ENTITY_MEMBERS,
     And,
     AttrPath,
@@ -35,12 +36,15 @@ from urbanstack.store.sqlite_index import (
     BOOL,
     DT,
     REL,
+    SYSTEM_TIME_MEMBERS,
     path_text,
     sql_value,
     typed_path,
 )
 
 PathLookup = Callable[[str], int | None]  # path -> pid (None when never stored)
+#: keeps an object for the SQL functions while the statement runs; returns its slot number
+SlotRegistry = Callable[[Any], int]
 
 
 @dataclass
@@ -184,19 +188,54 @@ def _except(kept: str, removed: str) -> str:
     return f"SELECT rid FROM ({kept}) EXCEPT SELECT rid FROM ({removed})"
 
 
+def _member(path: AttrPath) -> str | None:
+    """The instance member (``observedAt`` ...) a path reads, if any."""
+    return next((sub for sub in path.subs if sub in CORE_MEMBERS), None)
+
+
+def _reads_member(path: AttrPath) -> bool:
+    return _member(path) is not None
+
+
+def _unindexed(path: AttrPath) -> bool:
+    """Whether a path reads an instance member the index leaves out (see sqlite_index)."""
+    return _member(path) in SYSTEM_TIME_MEMBERS
+
+
+def _document_check_sql(
+    term: Comparison, lookup: PathLookup, params: list[Any], register: SlotRegistry | None
+) -> str:
+    """The entities having the term's attribute whose documents satisfy it (the reference
+    evaluator, as the SQL function ``q_term``)."""
+    attr = lookup(path_text(AttrPath(term.path.attr)))
+    if attr is None:
+        return NONE
+    if register is None:
+        raise TypeError("a q term on instance system times needs a slot registry")
+    params.append(register(term))
+    having = f"SELECT ap.rid FROM attr_presence ap WHERE ap.pid = {attr}"
+    return f"SELECT e.rid AS rid FROM entities e WHERE e.rid IN ({having}) AND q_term(?, e.doc)"
+
+
 def _comparison_sql(
-    term: Comparison, lookup: PathLookup, params: list[Any], tids: list[int] | None
+    term: Comparison,
+    lookup: PathLookup,
+    params: list[Any],
+    tids: list[int] | None,
+    register: SlotRegistry | None = None,
 ) -> str:
     path = term.path
     if path.attr in ENTITY_MEMBERS and not path.subs and not path.keys:
         return f"SELECT rid FROM entities e WHERE {_entity_member_sql(term, params)}"
+    if _unindexed(path):
+        return _document_check_sql(term, lookup, params, register)
     if path.keys == ("*",):
         path = AttrPath(path.attr, path.subs)
     pids = _Pids(path_text(path), lookup)
     values = "SELECT av.rid AS rid FROM attr_values av WHERE "
     if tids is not None:  # the query's types: value rows are kept per entity type
         values += f"av.tid IN ({','.join(map(str, tids))}) AND "
-    if path.keys:
+    if path.keys or _reads_member(path):  # no presence rows: any value row will do
         present = f"{values}{_in(pids.any())}" if pids.any() else NONE
     elif pids.plain is None:
         present = NONE
@@ -217,16 +256,21 @@ def _comparison_sql(
 
 
 def compile_q(
-    expr: QExpr, lookup: PathLookup, params: list[Any], tids: list[int] | None = None
+    expr: QExpr,
+    lookup: PathLookup,
+    params: list[Any],
+    tids: list[int] | None = None,
+    register: SlotRegistry | None = None,
 ) -> str:
     """The set of entity rids (a SELECT of ``rid``) matching a q expression; with ``tids``
-    (the interned types the query asks for) value lookups stay within those types."""
+    (the interned types the query asks for) value lookups stay within those types; terms
+    the index cannot answer are handed to ``register`` for the ``q_term`` SQL function."""
     if isinstance(expr, Comparison):
-        return _comparison_sql(expr, lookup, params, tids)
+        return _comparison_sql(expr, lookup, params, tids, register)
     if isinstance(expr, And):
-        return _intersect([compile_q(t, lookup, params, tids) for t in expr.terms])
+        return _intersect([compile_q(t, lookup, params, tids, register) for t in expr.terms])
     if isinstance(expr, Or):
-        return _union([compile_q(t, lookup, params, tids) for t in expr.terms])
+        return _union([compile_q(t, lookup, params, tids, register) for t in expr.terms])
     raise TypeError(f"not a q expression: {expr!r}")
 
 
@@ -301,6 +345,7 @@ def compile_query(
     lookup: PathLookup,
     geo_slot: int | None = None,
     geo_bbox: tuple[float, float, float, float] | None = None,
+    register: SlotRegistry | None = None,
 ) -> CompiledQuery:
     """The rid set (index-only set algebra), checks and geo join selecting ``query``'s entities.
 
@@ -322,7 +367,7 @@ def compile_query(
     if query.q is not None:
         flat = flat_type_names(query.types) if query.types is not None else None
         tids = None if flat is None else [t for t in map(lookup, flat) if t is not None]
-        sets.append(compile_q(query.q, lookup, set_params, tids))
+        sets.append(compile_q(query.q, lookup, set_params, tids, register))
     if query.scope_q is not None:
         sets.append(compile_scope(query.scope_q, set_params))
     checks: list[str] = []

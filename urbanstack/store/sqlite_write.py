@@ -94,7 +94,7 @@ def index_rows(entity: Entity, only: Iterable[str] | None = None) -> IndexRows:
     """The index rows of ``entity``; with ``only``, the value and presence rows of those
     attributes alone (types, scopes and shapes are always whole)."""
     rows = IndexRows(types=set(entity["type"]), scopes=set(entity.get("scope", ())))
-    found = value_rows(entity, only)
+    found = value_rows(entity, only, system_times=False)
     presence = rows.presence
     for key in [(path, kind or "Property") for path, val, kind in found if val is None]:
         presence[key] = presence.get(key, 0) + 1
