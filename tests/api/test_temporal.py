@@ -10,6 +10,7 @@ import math
 import statistics
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
 AQ = "urn:ngsi-ld:AirQualityObserved:hue-imperial-city"
 RIVER = "urn:ngsi-ld:WaterLevel:perfume-river-kim-long"
 ALL_METHODS = "totalCount,distinctCount,sum,avg,min,max,stddev,sumsq"
+NULL = "urn:ngsi-ld:null"
 
 
 def at(hour: int, minute: int = 0, day: int = 1) -> str:
@@ -132,7 +134,9 @@ def test_refused_update_records_nothing(client: TestClient) -> None:
 def test_history_is_kept_after_delete_by_default(client: TestClient) -> None:
     record_readings(client, [10, 11])
     assert client.delete(f"{ENTITIES}/{AQ}").status_code == 204
-    assert values_of(temporal(client)) == [10, 11]
+    instances = temporal(client)["pm25"]
+    assert [i["value"] for i in instances] == [10, 11, NULL]
+    assert "deletedAt" in instances[-1] and "deletedAt" not in instances[0]
 
 
 def test_recreated_entity_continues_its_history(client: TestClient) -> None:
@@ -140,7 +144,57 @@ def test_recreated_entity_continues_its_history(client: TestClient) -> None:
     client.delete(f"{ENTITIES}/{AQ}")
     body = {"id": AQ, "type": "AirQualityObserved", "pm25": pm25(20, at(5))}
     assert client.post(ENTITIES, json=body).status_code == 201
-    assert values_of(temporal(client)) == [10, 20]
+    # filed by time: the readings were observed on 1 November, the deletion happened now
+    assert values_of(temporal(client)) == [10, 20, NULL]
+
+
+def test_deleted_attribute_ends_with_a_null_instance_stamped_deleted_at(
+    client: TestClient,
+) -> None:
+    record_readings(client, [10, 11])
+    before = time.time()
+    assert client.delete(f"{ENTITIES}/{AQ}/attrs/pm25").status_code == 204
+    last = temporal(client)["pm25"][-1]
+    assert last["value"] == NULL and last["type"] == "Property"
+    deleted = datetime.fromisoformat(last["deletedAt"].replace("Z", "+00:00")).timestamp()
+    assert before - 1 <= deleted <= time.time() + 1
+    values = temporal(client, options="temporalValues")["pm25"]["values"]
+    assert [v for v, _ in values] == [10, 11, NULL]
+
+
+def test_deleting_one_dataset_ends_only_that_series(client: TestClient) -> None:
+    body = {
+        "id": AQ,
+        "type": "AirQualityObserved",
+        "pm25": [pm25(10, at(1)), pm25(20, at(1), datasetId="urn:ngsi-ld:Dataset:b")],
+    }
+    assert client.post(ENTITIES, json=body).status_code == 201
+    params = {"datasetId": "urn:ngsi-ld:Dataset:b"}
+    assert client.delete(f"{ENTITIES}/{AQ}/attrs/pm25", params=params).status_code == 204
+    series = {i.get("datasetId"): i["value"] for i in temporal(client)["pm25"]}
+    assert series == {None: 10, "urn:ngsi-ld:Dataset:b": NULL}
+    assert len(temporal(client)["pm25"]) == 3
+
+
+def test_attribute_left_out_of_a_replace_ends_its_series(client: TestClient) -> None:
+    record_readings(client, [10])
+    body = {"type": "AirQualityObserved", "no2": pm25(3, at(2))}
+    assert client.put(f"{ENTITIES}/{AQ}", json=body).status_code == 204
+    history = temporal(client)
+    assert values_of(history) == [10, NULL]
+    assert values_of(history, "no2") == [3]
+
+
+def test_deleted_relationship_ends_with_a_null_object(client: TestClient) -> None:
+    body = {
+        "id": RIVER,
+        "type": "WaterLevel",
+        "refStation": {"type": "Relationship", "object": "urn:ngsi-ld:Station:1"},
+    }
+    assert client.post(ENTITIES, json=body).status_code == 201
+    assert client.delete(f"{ENTITIES}/{RIVER}/attrs/refStation").status_code == 204
+    objects = [i["object"] for i in temporal(client, RIVER)["refStation"]]
+    assert objects == ["urn:ngsi-ld:Station:1", NULL]
 
 
 def test_history_is_dropped_with_the_entity_when_configured(store_url: str) -> None:
@@ -260,6 +314,20 @@ def test_dataset_ids_are_separate_series(client: TestClient) -> None:
         "urn:ngsi-ld:Dataset:sensor": 10,
         "urn:ngsi-ld:Dataset:satellite": 30,
     }
+
+
+def test_default_instance_and_dataset_series_are_both_returned(client: TestClient) -> None:
+    body = {
+        "id": AQ,
+        "type": "AirQualityObserved",
+        "pm25": [pm25(10, at(0)), pm25(30, at(0), datasetId="urn:ngsi-ld:Dataset:satellite")],
+    }
+    client.post(ENTITIES, json=body)
+    series = temporal(client)["pm25"]
+    assert sorted((i.get("datasetId") or "", i["value"]) for i in series) == [
+        ("", 10),
+        ("urn:ngsi-ld:Dataset:satellite", 30),
+    ]
 
 
 def test_ld_json_answer_carries_the_context(client: TestClient) -> None:

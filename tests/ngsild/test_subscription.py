@@ -41,6 +41,7 @@ from urbanstack.ngsild.typeq import TypeAnd, TypeName, TypeOr, parse_type_query
 
 NOW = "2025-01-01T00:00:00.000000Z"
 LATER = "2025-01-01T00:00:10.000000Z"
+LATER_SHOWN = "2025-01-01T00:00:10.000Z"  # deletedAt as notifications show it (clause 4.8)
 TERMS = core_term_map()
 EX = "https://ex.org/"
 CTX = build_term_map(
@@ -906,7 +907,7 @@ def test_created_attribute_has_no_previous_value() -> None:
 def test_deleted_attribute_is_notified_as_ngsi_ld_null() -> None:
     s = sub(notificationTrigger=["attributeDeleted"])
     out = notify(s, entity(name="a", speed=1), entity(LATER, name="a"))
-    assert out["speed"] == {"type": "Property", "value": NGSI_LD_NULL}
+    assert out["speed"] == {"type": "Property", "value": NGSI_LD_NULL, "deletedAt": LATER_SHOWN}
     assert out["name"] == {"type": "Property", "value": "a"}
 
 
@@ -936,7 +937,12 @@ def test_deleted_dataset_instance_is_notified_beside_the_remaining_ones() -> Non
     out = notify(s, entity(name=[{"value": "Tower"}, fr]), entity(LATER, name="Tower"))
     assert out["name"] == [
         {"type": "Property", "value": "Tower"},
-        {"type": "Property", "value": NGSI_LD_NULL, "datasetId": "urn:ngsi-ld:Dataset:fr"},
+        {
+            "type": "Property",
+            "value": NGSI_LD_NULL,
+            "deletedAt": LATER_SHOWN,
+            "datasetId": "urn:ngsi-ld:Dataset:fr",
+        },
     ]
 
 
@@ -952,7 +958,12 @@ def test_deleted_entity_is_notified_as_id_type_and_deleted_at() -> None:
 def test_deleted_entity_with_show_changes_lists_previous_values() -> None:
     s = sub(notificationTrigger=["entityDeleted"], notification=note(showChanges=True))
     out = notify(s, entity(name="a"), None)
-    assert out["name"] == {"type": "Property", "value": NGSI_LD_NULL, "previousValue": "a"}
+    assert out["name"] == {
+        "type": "Property",
+        "value": NGSI_LD_NULL,
+        "deletedAt": LATER_SHOWN,
+        "previousValue": "a",
+    }
 
 
 def test_deleted_entity_for_attribute_deleted_lists_the_watched_attributes() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from urbanstack.ngsild.errors import BadRequestData
@@ -245,8 +246,16 @@ def test_a_repeated_reading_is_recorded_again() -> None:
     assert [r.val for r in changed_instances(old, new)] == [1.0]
 
 
-def test_a_deletion_records_nothing() -> None:
-    assert changed_instances(_entity(1.0, T0), None) == []
+def test_a_deleted_entity_ends_each_instance_with_null() -> None:
+    rows = changed_instances(_entity(1.0, T0), None, "2026-11-24T10:00:00.000000Z")
+    assert [(r.val, orjson.loads(r.extra or b"{}")) for r in rows] == [
+        ("urn:ngsi-ld:null", {"deletedAt": "2026-11-24T10:00:00.000000Z"})
+    ]
+    assert rows[0].observed == rows[0].modified and not rows[0].has_observed
+
+
+def test_nothing_before_and_after_records_nothing() -> None:
+    assert changed_instances(None, None) == []
 
 
 def _row(observed: int) -> HistoryRow:

@@ -128,7 +128,7 @@ async def test_explicit_history_rows_replace_derived_ones(store: EntityStore) ->
 async def test_deleting_keeps_history_unless_told(store: EntityStore) -> None:
     await store.change_entities(None, [upsert(station(1, 5, T0)), upsert(station(2, 6, T0))])
     await store.change_entities(None, [delete("urn:ngsi-ld:AirQualityObserved:1")])
-    assert await values(store, "urn:ngsi-ld:AirQualityObserved:1") == [5]
+    assert await values(store, "urn:ngsi-ld:AirQualityObserved:1") == [5, "urn:ngsi-ld:null"]
     await store.change_entities(
         None, [delete("urn:ngsi-ld:AirQualityObserved:2", drop_history=True)]
     )

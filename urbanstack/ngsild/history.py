@@ -10,6 +10,10 @@ maps onto its own column types):
 
 The time a row is filed under (``observed``) is the instance's ``observedAt`` when it has
 one and the modification time otherwise, so every instance has a place on the time line.
+
+A deleted instance (its attribute deleted, or its entity deleted while its history is
+kept) leaves a last row: the value NGSI-LD Null (``urn:ngsi-ld:null``) and ``deletedAt``
+(clauses 4.5.6-4.5.8), in ``extra``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from urbanstack.ngsild.model import VALUE_MEMBER, Entity, Instance
+from urbanstack.ngsild.model import NGSI_LD_NULL, VALUE_MEMBER, Entity, Instance, now_timestamp
 from urbanstack.ngsild.temporal import TemporalQuery, to_micros
 
 VT_JSON = 0
@@ -130,24 +134,62 @@ def parse_instance_id(text: str) -> int | None:
     return int(tail) if tail.isdigit() and len(tail) < 19 else None
 
 
-def changed_instances(old: Entity | None, new: Entity | None) -> list[HistoryRow]:
-    """History rows of the instances ``new`` adds or changes compared with ``old``.
+def changed_instances(
+    old: Entity | None, new: Entity | None, deleted_at: str | None = None
+) -> list[HistoryRow]:
+    """History rows of the instances ``new`` adds or changes compared with ``old``, then a
+    deletion row for each instance of ``old`` that ``new`` no longer has (every instance
+    when ``new`` is None: the entity was deleted at ``deleted_at``).
 
     An instance rewritten with the same value still counts (it has a new modification
     time): a sensor repeating its reading is a reading.
     """
-    if new is None:
+    if old is None and new is None:
         return []
-    modified_at = new["modifiedAt"]
     old_attrs = old["attrs"] if old is not None else {}
     rows: list[HistoryRow] = []
-    for attr, instances in new["attrs"].items():
+    if new is None:
+        gone_at = deleted_at or now_timestamp()
+        for attr, instances in old_attrs.items():
+            rows += [deletion_row(attr, inst, gone_at) for inst in instances]
+        return rows
+    modified_at = new["modifiedAt"]
+    new_attrs = new["attrs"]
+    for attr, instances in new_attrs.items():
         before = old_attrs.get(attr)
         for inst in instances:
             if before and _same_instance_in(before, inst):
                 continue
             rows.append(history_row(attr, inst, modified_at))
+    for attr, instances in old_attrs.items():
+        after = new_attrs.get(attr)
+        for inst in instances:
+            if not after or not _has_dataset(after, inst.get("datasetId")):
+                rows.append(deletion_row(attr, inst, modified_at))
     return rows
+
+
+#: how NGSI-LD Null reads in each attribute type's value member
+_NULL_VALUES: dict[str, Any] = {
+    "LanguageProperty": {"@none": NGSI_LD_NULL},
+    "ListProperty": [NGSI_LD_NULL],
+    "ListRelationship": [NGSI_LD_NULL],
+}
+
+
+def deletion_row(attr: str, inst: Instance, deleted_at: str) -> HistoryRow:
+    """The row recording that ``inst`` (an attribute instance) was deleted at ``deleted_at``."""
+    kind = inst.get("type", "Property")
+    member = VALUE_MEMBER.get(kind, "value")
+    gone: Instance = {"type": kind, member: _NULL_VALUES.get(kind, NGSI_LD_NULL)}
+    vt, val = encode_value(gone)
+    at = to_micros(deleted_at)
+    extra = orjson.dumps({"deletedAt": deleted_at})
+    return HistoryRow(attr, kind, vt, val, extra, inst.get("datasetId"), at, False, at, at)
+
+
+def _has_dataset(instances: list[Instance], dataset_id: str | None) -> bool:
+    return any(candidate.get("datasetId") == dataset_id for candidate in instances)
 
 
 def _same_instance_in(instances: list[Instance], inst: Instance) -> bool:

@@ -106,6 +106,8 @@ def render_instance(inst: Instance, terms: TermMap, opts: RenderOptions, concise
         out = {member: value, **out}
     if "observedAt" in inst:
         out["observedAt"] = _public_time(inst["observedAt"])
+    if "deletedAt" in inst:  # only on the last instance of a deleted attribute's history
+        out["deletedAt"] = _public_time(inst["deletedAt"])
     for key in ("unitCode", "datasetId"):
         if key in inst:
             out[key] = inst[key]

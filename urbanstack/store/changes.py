@@ -100,6 +100,7 @@ def plan_history(
             if result.new is None and (result.old is not None or change.drop_history):
                 plan.rows.pop(entity_id, None)
                 plan.dropped.add(entity_id)
+                continue  # no deletion rows: the history itself goes
         rows = change.history
         if rows is None:
             rows = ready_rows(result)

@@ -252,7 +252,7 @@ def series_of(conn: sqlite3.Connection, eid: int, pids: Iterable[int] | None) ->
             if row is None:
                 return found
             found.append(row)
-            key = (row[0], row[1] + "\uffff")  # the next dataset (or attribute)
+            key = (row[0], row[1])  # the next dataset (or attribute): strictly greater
     for pid in pids:
         ds, op = "", ">="  # the first dataset, then each following one
         while True:
