@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -22,11 +23,48 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class HttpReceiver:
-    """Records every POST (path, headers, JSON body); answers ``status`` (settable)."""
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for 127.0.0.1 it signed, made with the openssl
+    command: (CA certificate, server certificate, server key), readable by any user."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key = directory / "server.pem", directory / "server.key"
+    request = directory / "server.csr"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
-    def __init__(self, port: int | None = None) -> None:
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl(
+        "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+        "-subj", "/CN=urbanstack test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    openssl("req", *ec, "-keyout", str(key), "-out", str(request), "-subj", "/CN=127.0.0.1")
+    extensions = directory / "server.ext"
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
+    )
+    openssl(
+        "x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(extensions),
+    )  # fmt: skip
+    directory.chmod(0o755)
+    for path in (ca, cert, key):
+        path.chmod(0o644)  # mosquitto reads them as its own user
+    return ca, cert, key
+
+
+class HttpReceiver:
+    """Records every POST (path, headers, JSON body); answers ``status`` (settable); with
+    ``tls`` (certificate, key), over HTTPS."""
+
+    def __init__(self, port: int | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.port = port or free_port()
+        self.tls = tls
         self.received: list[tuple[str, dict[str, str], Any]] = []
         self.status = 200
         self._server: ThreadingHTTPServer | None = None
@@ -34,7 +72,8 @@ class HttpReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/notify"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/notify"
 
     def start(self) -> HttpReceiver:
         receiver = self
@@ -53,6 +92,10 @@ class HttpReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -83,11 +126,15 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
 
 class Mosquitto:
     """A mosquitto broker on a free port (the Debian package), anonymous; with
-    ``persistent``, sessions and queued messages survive :meth:`restart` as in production."""
+    ``persistent``, sessions and queued messages survive :meth:`restart` as in production;
+    with ``tls`` (CA, certificate, key from :func:`make_certificates`), MQTT over TLS."""
 
-    def __init__(self, *, persistent: bool = False) -> None:
+    def __init__(
+        self, *, persistent: bool = False, tls: tuple[Path, Path, Path] | None = None
+    ) -> None:
         self.port = free_port()
         self.persistent = persistent
+        self.tls = tls
         self._dir = Path(tempfile.mkdtemp(prefix="mosquitto-"))
         # started as root, mosquitto drops to its own user: it must be able to save here
         self._dir.chmod(0o777)
@@ -96,6 +143,12 @@ class Mosquitto:
     def start(self) -> Mosquitto:
         config = self._dir / "mosquitto.conf"
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        if self.tls is not None:  # copied here: pytest's directories are private to root
+            names = ("cafile", "certfile", "keyfile")
+            for name, source in zip(names, self.tls, strict=True):
+                copy = Path(shutil.copy(source, self._dir / f"{name}.pem"))
+                copy.chmod(0o644)
+                lines.append(f"{name} {copy}")
         if self.persistent:
             lines += [
                 "persistence true",

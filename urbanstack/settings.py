@@ -50,6 +50,11 @@ class Settings:
     notification_batch: int = _setting(
         100, "Most pending changes sent together in one notification"
     )
+    notification_ca_file: str = _setting(
+        "",
+        "PEM file of CA certificates trusted for https:// and mqtts:// notification "
+        "endpoints (a city's own CA); empty trusts the system's CAs only",
+    )
     mqtt: str = _setting(
         "", "MQTT broker URL the IoT agent subscribes to (mqtt://host:1883); empty: none"
     )

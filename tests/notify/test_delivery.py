@@ -7,12 +7,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from tests.receivers import HttpReceiver, Mosquitto, free_port, wait_for
+from tests.receivers import HttpReceiver, Mosquitto, free_port, make_certificates, wait_for
 from urbanstack.api.app import create_app
 from urbanstack.settings import Settings
 
@@ -317,3 +318,94 @@ def test_paused_subscription_sends_nothing(client: TestClient, receiver: HttpRec
     assert wait_for(lambda: receiver.data())
     time.sleep(0.2)
     assert levels(receiver) == [6.0]
+
+
+# --- TLS: https:// and mqtts:// endpoints, verified against the configured CA
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for 127.0.0.1 it signed: (CA, certificate, key)."""
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+def trusting(store_url: str, ca: Path | None) -> TestClient:
+    settings = Settings(
+        store=store_url,
+        sqlite_synchronous="NORMAL",
+        notification_retry_base=0.05,
+        notification_retry_max=0.2,
+        notification_ca_file=str(ca) if ca else "",
+    )
+    return TestClient(create_app(settings))
+
+
+def test_https_endpoint_signed_by_the_configured_ca_is_notified(
+    store_url: str, certificates: tuple[Path, Path, Path]
+) -> None:
+    ca, cert, key = certificates
+    receiver = HttpReceiver(tls=(cert, key)).start()
+    try:
+        with trusting(store_url, ca) as client:
+            assert receiver.url.startswith("https://")
+            subscribe(client, receiver.url)
+            client.post(ENTITIES, json=gauge(4.2))
+            assert wait_for(lambda: levels(receiver)) == [4.2]
+    finally:
+        receiver.stop()
+
+
+def test_https_endpoint_with_an_untrusted_certificate_fails(
+    store_url: str, certificates: tuple[Path, Path, Path]
+) -> None:
+    _, cert, key = certificates
+    receiver = HttpReceiver(tls=(cert, key)).start()
+    try:
+        with trusting(store_url, None) as client:  # the system CAs only
+            sub_id = subscribe(client, receiver.url)
+            client.post(ENTITIES, json=gauge(4.2))
+
+            def failed() -> Any:
+                body = client.get(f"{SUBSCRIPTIONS}/{sub_id}").json()["notification"]
+                return body if body.get("timesFailed", 0) >= 1 else None
+
+            notification = wait_for(failed)
+            assert notification["status"] == "failed"
+            assert receiver.data() == []
+    finally:
+        receiver.stop()
+
+
+def test_mqtts_endpoint_receives_the_notification(
+    store_url: str, certificates: tuple[Path, Path, Path]
+) -> None:
+    import paho.mqtt.client as mqtt
+
+    ca, cert, key = certificates
+    broker = Mosquitto(tls=(ca, cert, key)).start()
+    messages: list[Any] = []
+    subscribed = threading.Event()
+    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    listener.tls_set(ca_certs=str(ca))
+    listener.on_message = lambda c, u, m: messages.append(json.loads(m.payload))
+    listener.on_subscribe = lambda *args: subscribed.set()
+    listener.connect("127.0.0.1", broker.port)
+    listener.subscribe("hue/flood", qos=1)
+    listener.loop_start()
+    try:
+        assert subscribed.wait(5)
+        with trusting(store_url, ca) as client:
+            uri = f"mqtts://127.0.0.1:{broker.port}/hue/flood"
+            endpoint = {
+                "uri": uri,
+                "accept": "application/json",
+                "notifierInfo": [{"key": "MQTT-QoS", "value": "1"}],
+            }
+            subscribe(client, uri, notification={"endpoint": endpoint})
+            client.post(ENTITIES, json=gauge(5.1))
+            assert wait_for(lambda: messages)
+            assert messages[0]["body"]["data"][0]["waterLevel"]["value"] == 5.1
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+        broker.stop()

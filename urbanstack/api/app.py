@@ -237,6 +237,7 @@ def create_app(
         batch=settings.notification_batch,
         retry_base=settings.notification_retry_base,
         retry_max=settings.notification_retry_max,
+        ca_file=settings.notification_ca_file or None,
     )
     agent = IngestAgent(
         broker,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -35,19 +36,30 @@ class Sender(Protocol):
 ORIGIN_CONCURRENCY = 16  # connections (hence requests in flight) per receiver origin
 
 
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificate-verifying TLS context trusting the system's CAs and those in ``ca_file``."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 class HttpSender:
     """POSTs notifications; any 2xx answer is a delivery. One aiohttp session keeps up to
     :data:`ORIGIN_CONCURRENCY` keep-alive connections per receiver origin (requests beyond
     that wait for a free one). aiohttp rather than httpx: httpcore polls every pooled
     connection's socket on every request, which cost more CPU than the rest of delivery."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
+    def __init__(self, timeout: float = 10.0, ca_file: str | None = None) -> None:
         self.timeout = timeout
+        self.ca_file = ca_file
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=ORIGIN_CONCURRENCY)
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=ORIGIN_CONCURRENCY, ssl=tls_context(self.ca_file)
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
@@ -81,8 +93,9 @@ class MqttSender:
     mqtt5.0); the message is ``{"metadata": headers,
     "body": notification}`` as clause 7.3 of the MQTT binding describes."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
+    def __init__(self, timeout: float = 10.0, ca_file: str | None = None) -> None:
         self.timeout = timeout
+        self.ca_file = ca_file
         self._clients: dict[tuple[str, str, int, str, str, str], Any] = {}
         self._lock = asyncio.Lock()
 
@@ -110,7 +123,7 @@ class MqttSender:
                     key[2],
                     username=key[3] or None,
                     password=key[4] or None,
-                    tls_params=aiomqtt.TLSParameters() if tls else None,
+                    tls_context=tls_context(self.ca_file) if tls else None,
                     timeout=self.timeout,
                     protocol=(
                         aiomqtt.ProtocolVersion.V5

@@ -53,10 +53,11 @@ class DeliveryWorker:
         retry_base: float = 1.0,
         retry_max: float = 300.0,
         tick: float = 0.5,
+        ca_file: str | None = None,
     ) -> None:
         self.broker = broker
         if senders is None:
-            http, mqtt = HttpSender(), MqttSender()
+            http, mqtt = HttpSender(ca_file=ca_file), MqttSender(ca_file=ca_file)
             senders = {"http": http, "https": http, "mqtt": mqtt, "mqtts": mqtt}
         self.senders = senders
         self.batch = batch
