@@ -661,3 +661,47 @@ def test_batch_errors_are_listed_in_request_order(client: TestClient) -> None:
         None,
     ]
     assert [e["error"]["status"] for e in errors] == [400, 409, 400]
+
+
+# --- load: batches wait their turn -------------------------------------------------------------
+
+
+def test_at_most_two_batches_are_processed_at_once(client: TestClient) -> None:
+    import asyncio
+    import threading
+
+    from urbanstack.api.batch import BATCHES_AT_ONCE
+
+    store = client.app.state.broker.store  # type: ignore[attr-defined]
+    original = store.change_entities
+    running, seen = 0, []
+
+    async def slow_change(*args: Any, **kwargs: Any) -> Any:
+        nonlocal running
+        running += 1
+        seen.append(running)
+        try:
+            await asyncio.sleep(0.1)  # long enough for every request to be waiting
+            return await original(*args, **kwargs)
+        finally:
+            running -= 1
+
+    store.change_entities = slow_change
+    statuses: list[int] = []
+
+    def upsert(n: int) -> None:
+        body = [
+            {"id": f"urn:ngsi-ld:AirQualityObserved:load-{n}-{k}", "type": "AirQualityObserved"}
+            for k in range(3)
+        ]
+        statuses.append(client.post(f"{OPS}/upsert", json=body).status_code)
+
+    threads = [threading.Thread(target=upsert, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert statuses == [201] * 6
+    assert max(seen) == BATCHES_AT_ONCE == 2
+    total = client.get(ENTITIES, params={"type": "AirQualityObserved", "count": "true", "limit": 0})
+    assert total.headers["NGSILD-Results-Count"] == "18"
