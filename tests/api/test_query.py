@@ -924,3 +924,40 @@ def test_count_alone_does_not_lift_the_filter_requirement(client: TestClient) ->
     response = client.get(f"{API}/entities", params={"count": "true"})
     assert response.status_code == 400
     assert response.json()["type"] == ERRORS + "BadRequestData"
+
+
+# --- client patterns that would backtrack for hours ------------------------------------------
+
+SLOW_PATTERN, SLOW_TEXT = r"(a|aa)+$", "a" * 40 + "!"
+
+
+def test_a_pattern_too_slow_to_match_is_refused_or_answered(
+    client: TestClient, store_url: str
+) -> None:
+    body = {
+        "id": "urn:ngsi-ld:Note:1",
+        "type": "Note",
+        "text": {"type": "Property", "value": SLOW_TEXT},
+    }
+    assert client.post(f"{API}/entities", json=body).status_code == 201
+    response = client.get(
+        f"{API}/entities", params={"type": "Note", "q": f'text~="{SLOW_PATTERN}"'}
+    )
+    if store_url.startswith("sqlite"):  # Python's backtracking engine: stopped after 0.1 s
+        assert response.status_code == 400
+        assert response.json()["type"] == ERRORS + "BadRequestData"
+        assert "too long" in response.json()["detail"]
+    else:  # PostgreSQL's own engine does not backtrack on it: an ordinary answer
+        assert response.status_code == 200 and response.json() == []
+    assert client.get(f"{API}/entities/urn:ngsi-ld:Note:1").status_code == 200
+
+
+def test_a_slow_id_pattern_is_refused_or_answered(client: TestClient, store_url: str) -> None:
+    entity_id = f"urn:ngsi-ld:Note:{SLOW_TEXT}"
+    assert client.post(f"{API}/entities", json={"id": entity_id, "type": "Note"}).status_code == 201
+    response = client.get(f"{API}/entities", params={"idPattern": f"Note:{SLOW_PATTERN}"})
+    if store_url.startswith("sqlite"):
+        assert response.status_code == 400
+        assert response.json()["type"] == ERRORS + "BadRequestData"
+    else:
+        assert response.status_code == 200 and response.json() == []

@@ -409,3 +409,17 @@ def test_mqtts_endpoint_receives_the_notification(
         listener.loop_stop()
         listener.disconnect()
         broker.stop()
+
+
+def test_a_subscription_pattern_too_slow_to_match_fails_no_write(
+    client: TestClient, receiver: HttpReceiver
+) -> None:
+    pattern = "urn:ngsi-ld:WaterLevelObserved:(a|aa)+$"
+    slow = {"entities": [{"idPattern": pattern, "type": "WaterLevelObserved"}]}
+    subscribe(client, receiver.url, **slow)
+    subscribe(client, receiver.url)  # every gauge, the one that must still be told
+    stuck = "urn:ngsi-ld:WaterLevelObserved:" + "a" * 40 + "!"
+    assert client.post(ENTITIES, json=gauge(1.0, stuck)).status_code == 201
+    assert client.post(ENTITIES, json=gauge(2.0)).status_code == 201
+    assert wait_for(lambda: sorted(levels(receiver)) == [1.0, 2.0])
+    assert client.get(f"{ENTITIES}/{stuck}").status_code == 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +9,7 @@ from urbanstack.ngsild.errors import BadRequestData
 from urbanstack.ngsild.geo import parse_geo_query
 from urbanstack.ngsild.jsonld import TermMap
 from urbanstack.ngsild.model import validate_entity_id, validate_name
+from urbanstack.ngsild.patterns import check_pattern
 from urbanstack.ngsild.q import parse_query_q
 from urbanstack.ngsild.query import EntityQuery, EntitySelector
 from urbanstack.ngsild.representation import (
@@ -83,10 +83,7 @@ def _members(value: str | None, terms: TermMap, name: str) -> frozenset[str] | N
 
 
 def _check_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise BadRequestData(f"Invalid idPattern {pattern!r}: {exc}") from None
+    check_pattern(pattern, "idPattern")
     return pattern
 
 

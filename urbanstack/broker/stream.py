@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from urbanstack.ngsild.model import Entity
+from urbanstack.ngsild.patterns import PatternTooSlow
 from urbanstack.ngsild.q import QExpr
 from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.typeq import TypeExpr, match_types
@@ -33,7 +34,12 @@ class StreamFilter:
             return False
         if self.types is not None and not match_types(self.types, entity["type"]):
             return False
-        return deleted or self.q is None or match_q(self.q, entity)
+        if deleted or self.q is None:
+            return True
+        try:
+            return match_q(self.q, entity)
+        except PatternTooSlow:
+            return False  # this stream's pattern is at fault: it misses the change, others do not
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,19 @@ when a subscription changes, so the writer thread always reads a consistent snap
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
 
 from urbanstack.ngsild.model import Entity, now_timestamp
+from urbanstack.ngsild.patterns import PatternTooSlow
 from urbanstack.ngsild.subscription import Subscription, subscription_from_document
 from urbanstack.ngsild.subscription_match import match_change, notification_entity, selector_keys
 from urbanstack.store.base import EntityStore, OutboxItem
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,15 @@ class SubscriptionIndex:
         items = []
         now = now_timestamp()
         for sub in index.candidates(entity):
-            match = match_change(sub, old, new, now)
+            try:
+                match = match_change(sub, old, new, now)
+            except PatternTooSlow:  # its pattern, not the write, is at fault
+                LOGGER.warning(
+                    "subscription %s: a pattern took too long on %s; not notified",
+                    sub.id,
+                    entity["id"],
+                )
+                continue
             if match is None:
                 continue
             payload = {

@@ -66,6 +66,7 @@ from typing import Any
 from urbanstack.ngsild.errors import BadRequestData, OperationNotSupported, TooComplexQuery
 from urbanstack.ngsild.grammar import BooleanParser
 from urbanstack.ngsild.model import VALUE_MEMBER
+from urbanstack.ngsild.patterns import check_pattern
 
 MAX_TERMS = 64
 MAX_DEPTH = 16
@@ -626,11 +627,16 @@ def _compile_regex(pattern: str, fail: Callable[[str], BadRequestData]) -> re.Pa
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return re.compile(pattern)
+            compiled = re.compile(pattern)
     except re.error as exc:
         raise fail(f"invalid regular expression {pattern!r}: {exc.msg}") from None
     except (OverflowError, RecursionError):
         raise fail(f"regular expression {pattern!r} is too complex") from None
+    try:
+        check_pattern(pattern)  # the engine that runs it (see ngsild.patterns)
+    except BadRequestData as err:
+        raise fail(err.detail) from None
+    return compiled
 
 
 def parse_query_q(

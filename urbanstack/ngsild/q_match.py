@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from urbanstack.ngsild.patterns import pattern_search
 from urbanstack.ngsild.q import (
     CORE_MEMBERS,
     ENTITY_MEMBERS,
@@ -223,7 +224,7 @@ def _match_comparison(term: Comparison, entity: dict[str, Any]) -> bool:
         pattern = term.value
         assert isinstance(pattern, re.Pattern)
         strings = [e for e in elements if isinstance(e, str)]
-        hit = any(pattern.search(s) for s in strings)
+        hit = any(pattern_search(pattern, s) for s in strings)
         return hit if op == "~=" else bool(strings) and not hit
     if op == "bounds":
         b = term.value

@@ -49,6 +49,7 @@ from urbanstack.ngsild.model import (
     validate_entity_id,
     validate_name,
 )
+from urbanstack.ngsild.patterns import check_pattern
 from urbanstack.ngsild.q import QExpr, parse_query_q
 from urbanstack.ngsild.query import EntitySelector
 from urbanstack.ngsild.scope import ScopeExpr, parse_scope_q
@@ -240,10 +241,7 @@ def _parse_selector(raw: object, terms: TermMap) -> dict[str, Any]:
         out["id"] = validate_entity_id(raw["id"], "entity id in entities")
     if "idPattern" in raw:
         pattern = _string(raw["idPattern"], "idPattern")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise BadRequestData(f"Invalid idPattern {pattern!r}: {exc}") from None
+        check_pattern(pattern, "idPattern")
         out["idPattern"] = pattern
     out["type"] = type_to_json(parse_type_query(_string(raw["type"], "type"), terms.expand))
     return out

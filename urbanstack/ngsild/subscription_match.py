@@ -32,7 +32,6 @@ or deleted instance, never to created ones.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -48,6 +47,7 @@ from urbanstack.ngsild.model import (
     Instance,
     normalize_datetime,
 )
+from urbanstack.ngsild.patterns import pattern_search
 from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.representation import RenderOptions, compact_value, render_entity
 from urbanstack.ngsild.scope import match_scope
@@ -103,11 +103,6 @@ class Match:
 # --- selection and filters
 
 
-@lru_cache(maxsize=1024)
-def _pattern(text: str) -> re.Pattern[str]:
-    return re.compile(text)
-
-
 @lru_cache(maxsize=256)
 def _geo_predicate(query: GeoQuery) -> GeoPredicate:
     return compile_geo_query(query)
@@ -124,7 +119,7 @@ def entity_selected(sub: Subscription, entity: Entity) -> bool:
             if entity_id not in selector.ids:
                 continue
         elif selector.id_pattern is not None:
-            if not _pattern(selector.id_pattern).fullmatch(entity_id):
+            if not pattern_search(selector.id_pattern, entity_id, full=True):
                 continue
         if selector.types is None or match_types(selector.types, entity["type"]):
             return True

@@ -325,10 +325,18 @@ class PostgresStore(
     async def _read(
         self, tenant: str | None, fn: Callable[[asyncpg.Connection, str], Awaitable[T]]
     ) -> T:
-        """``fn(conn, schema)`` on a pooled connection (NonexistentTenant if unknown)."""
+        """``fn(conn, schema)`` on a pooled connection (NonexistentTenant if unknown); run
+        again when the database chose it as a deadlock's victim (against retention pruning
+        a partition, say): a read changes nothing, so trying again is safe."""
 
         async def run() -> T:
             schema = await self._tenant_schema(tenant)
+            for attempt in range(MAX_ATTEMPTS - 1):
+                try:
+                    async with self._acquire() as conn:
+                        return await fn(conn, schema)
+                except _RETRIED:
+                    await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
             async with self._acquire() as conn:
                 return await fn(conn, schema)
 

@@ -12,20 +12,18 @@ import asyncio
 import contextlib
 import logging
 import queue
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
-from urbanstack.ngsild.errors import NonexistentTenant
+from urbanstack.ngsild.errors import NgsiLdError, NonexistentTenant
 from urbanstack.ngsild.model import Entity, now_timestamp
 from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.query import EntityQuery, QueryResult
@@ -39,6 +37,11 @@ from urbanstack.store.base import (
     validate_tenant,
 )
 from urbanstack.store.sqlite_contexts import SQLiteContexts
+from urbanstack.store.sqlite_functions import (
+    record_function_error,
+    regexp,
+    reraising_function_errors,
+)
 from urbanstack.store.sqlite_paths import WritePaths, read_lookup
 from urbanstack.store.sqlite_query import SlotRegistry, compile_query
 from urbanstack.store.sqlite_records import SQLiteRecords
@@ -56,17 +59,6 @@ MAX_GROUP_ENTITIES = 2000
 PREPARE_SLICE = 64  # new entities prepared on the event loop between two yields
 PRUNE_CHUNK = 200  # entities per retention write
 T = TypeVar("T")
-
-
-@lru_cache(maxsize=256)
-def _compiled_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def _regexp(pattern: str, value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    return _compiled_regex(pattern).search(value) is not None
 
 
 class _Task:
@@ -184,7 +176,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         # the OS page cache holds the file; each connection keeps a modest cache of its own
         conn.execute(f"PRAGMA cache_size={-32768 if write else -8192}")
         conn.execute("PRAGMA temp_store=MEMORY")
-        conn.create_function("regexp", 2, _regexp, deterministic=True)
+        conn.create_function("regexp", 2, regexp, deterministic=True)
         conn.create_function("geo_match", 2, self._geo_match)
         conn.create_function("geo_distance", 2, self._geo_distance)
         conn.create_function("q_term", 2, self._q_term)
@@ -356,7 +348,10 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         self._check_tenant(tenant)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._readers, lambda: fn(self._read_conn(tenant)))
+            return await loop.run_in_executor(
+                self._readers,
+                lambda: reraising_function_errors(lambda: fn(self._read_conn(tenant))),
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"Read failed: {exc}", exc) from exc
 
@@ -461,7 +456,10 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         return self._slots[slot].distance_m(wkb)
 
     def _q_term(self, slot: int, doc: bytes) -> bool:
-        return match_q(self._slots[slot], orjson.loads(doc))
+        try:
+            return match_q(self._slots[slot], orjson.loads(doc))
+        except NgsiLdError as err:  # a pattern too slow to match
+            raise record_function_error(err) from None
 
     async def query_entities(
         self, tenant: str | None, query: EntityQuery, *, views: bool = False

@@ -1,0 +1,62 @@
+"""Client regular expressions (q ``~=``, ``idPattern``) run with a time limit.
+
+Python's ``re`` cannot be interrupted: one pattern such as ``(a+)+$`` against a long
+enough string backtracks for hours, holding a thread and the interpreter lock, and one
+request would take the server down. Client patterns are checked with ``re`` when parsed
+(the syntax the specification cites) and run on the ``regex`` engine, which takes a
+timeout and otherwise behaves as ``re``; a search that exceeds the limit raises
+:class:`PatternTooSlow`, a BadRequestData: the request fails and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import regex
+
+from urbanstack.ngsild.errors import BadRequestData
+
+#: seconds one search of one string may take (ordinary patterns take microseconds)
+SEARCH_TIMEOUT_S = 0.1
+
+
+class PatternTooSlow(BadRequestData):
+    """A client pattern took longer than :data:`SEARCH_TIMEOUT_S` on one string."""
+
+
+@lru_cache(maxsize=1024)
+def _engine(source: str, ignore_case: bool) -> regex.Pattern[str]:
+    return regex.compile(source, regex.VERSION0 | (regex.IGNORECASE if ignore_case else 0))
+
+
+def check_pattern(source: str, what: str = "regular expression") -> None:
+    """BadRequestData unless ``source`` compiles on both engines."""
+    try:
+        re.compile(source)
+        _engine(source, False)
+    except (re.error, regex.error) as exc:
+        raise BadRequestData(f"Invalid {what} {source!r}: {exc}") from None
+    except (OverflowError, RecursionError):
+        raise BadRequestData(f"The {what} {source!r} is too complex") from None
+
+
+def pattern_search(pattern: str | re.Pattern[str], text: str, *, full: bool = False) -> bool:
+    """Whether ``pattern`` matches somewhere in ``text`` (all of it with ``full``), within
+    :data:`SEARCH_TIMEOUT_S`; PatternTooSlow otherwise."""
+    if isinstance(pattern, re.Pattern):
+        source, ignore_case = pattern.pattern, bool(pattern.flags & re.IGNORECASE)
+    else:
+        source, ignore_case = pattern, False
+    try:
+        engine = _engine(source, ignore_case)
+    except regex.error as exc:
+        raise BadRequestData(f"Invalid regular expression {source!r}: {exc}") from None
+    try:
+        if full:
+            return engine.fullmatch(text, timeout=SEARCH_TIMEOUT_S) is not None
+        return engine.search(text, timeout=SEARCH_TIMEOUT_S) is not None
+    except TimeoutError:
+        raise PatternTooSlow(
+            f"The regular expression {source!r} takes too long to match; simplify it"
+        ) from None
