@@ -14,11 +14,13 @@ from starlette.testclient import TestClient
 
 from urbanstack.api.app import create_app
 from urbanstack.migrate import Checkpoint, count, migrate
+from urbanstack.ngsild.jsonld import core_term_map
 from urbanstack.settings import Settings
 from urbanstack.store import store_from_url
 
 NGSI = "/ngsi-ld/v1"
 GAUGE = "urn:ngsi-ld:WaterLevelObserved:kim-long"
+RAIN = "urn:ngsi-ld:RainGauge:phu-oc"
 
 
 def gauge_history() -> dict[str, Any]:
@@ -71,6 +73,14 @@ def source(tmp_path: Path) -> str:
         assert client.post("/iot/services", json={"services": [group]}).status_code == 201
         device = {"device_id": "kim-long", "entity_name": GAUGE, "apikey": "river"}
         assert client.post("/iot/devices", json={"devices": [device]}).status_code == 201
+        # a rain gauge taken down: no entity of its types is left, its history is kept
+        rain = {
+            "id": RAIN,
+            "type": ["RainGauge", "Sensor"],
+            "rain": [{"type": "Property", "value": 12.5, "observedAt": "2026-11-20T01:00:00Z"}],
+        }
+        assert client.post(f"{NGSI}/temporal/entities", json=rain).status_code == 201
+        assert client.delete(f"{NGSI}/entities/{RAIN}").status_code == 204
         hue = {"NGSILD-Tenant": "hue"}
         museum = {"id": "urn:ngsi-ld:Museum:imperial-city", "type": "Museum"}
         assert client.post(f"{NGSI}/entities", json=museum, headers=hue).status_code == 201
@@ -108,6 +118,32 @@ def test_migrate_copies_everything_and_verifies_counts(
             f"{NGSI}/entities/urn:ngsi-ld:Museum:imperial-city", headers={"NGSILD-Tenant": "hue"}
         )
         assert museum.status_code == 200
+
+
+def test_migrate_keeps_the_history_of_deleted_entities_with_their_types(
+    source: str, store_url: str, tmp_path: Path
+) -> None:
+    rain_types = [core_term_map().expand(t) for t in ("RainGauge", "Sensor")]
+
+    async def run() -> tuple[list[str], dict[str, list[str]], int]:
+        src, dst = store_from_url(source), store_from_url(store_url)
+        await src.open()
+        await dst.open()
+        try:
+            differences = await migrate(src, dst, Checkpoint.load(tmp_path / "progress.json"))
+            types = await dst.history_entity_types(None, [RAIN])
+            return differences, types, await dst.count_history(None, rain_types[0])
+        finally:
+            await src.close()
+            await dst.close()
+
+    differences, types, rain_instances = asyncio.run(run())
+    assert differences == []
+    assert types == {RAIN: rain_types} and rain_instances == 2  # the reading, the deletion
+    with TestClient(create_app(Settings(store=store_url, sqlite_synchronous="NORMAL"))) as client:
+        assert client.get(f"{NGSI}/entities/{RAIN}").status_code == 404
+        history = client.get(f"{NGSI}/temporal/entities/{RAIN}").json()
+        assert [i["value"] for i in history["rain"]] == [12.5, "urn:ngsi-ld:null"]
 
 
 def test_an_interrupted_migration_resumes_without_copying_twice(

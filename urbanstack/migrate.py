@@ -97,6 +97,7 @@ async def count(store: EntityStore) -> Counts:
     for tenant in await store.tenants():
         for entity_type, n in (await entity_types(store, tenant)).items():
             counts.entities[_key(tenant, entity_type)] = n
+        for entity_type in await store.history_types(tenant):  # deleted entities' too
             counts.history[_key(tenant, entity_type)] = await store.count_history(
                 tenant, entity_type
             )
@@ -163,8 +164,12 @@ async def _copy_history(
             if started and entity_id not in cleared:
                 await target.delete_history(tenant, entity_id)
             cleared.add(entity_id)
+        # the types of entities deleted since (their history was kept) come with it
+        types = await source.history_entity_types(tenant, list(by_entity))
         changes = [
-            EntityChange(entity_id, lambda current: Keep(), history=rows)
+            EntityChange(
+                entity_id, lambda current: Keep(), history=rows, history_types=types.get(entity_id)
+            )
             for entity_id, rows in by_entity.items()
         ]
         for result in await target.change_entities(tenant, changes):
@@ -225,7 +230,7 @@ async def migrate(
             else:
                 await _copy_entities(source, target, tenant, entity_type, progress)
                 checkpoint.finish(step)
-        for entity_type in sorted(types):
+        for entity_type in sorted(types.keys() | (await source.history_types(tenant)).keys()):
             step = f"history|{_key(tenant, entity_type)}"
             if step in checkpoint.done:
                 copied |= set(checkpoint.history.get(_key(tenant, entity_type), []))

@@ -285,3 +285,14 @@ async def test_export_yields_every_instance_of_the_type_in_batches(store: Entity
         (f"urn:ngsi-ld:AirQualityObserved:{n}", v) for n in range(3) for v in range(4)
     ]
     assert await store.count_history(None, TERMS.expand("Streetlight")) == 0
+
+
+async def test_history_types_count_deleted_entities_too(store: EntityStore) -> None:
+    await store.change_entities(None, [upsert(station(1, 5, T0)), upsert(station(2, 6, T0))])
+    await store.change_entities(None, [delete("urn:ngsi-ld:AirQualityObserved:1")])
+    station_type = TERMS.expand("AirQualityObserved")
+    assert await store.history_types(None) == {station_type: 2}
+    types = await store.history_entity_types(
+        None, ["urn:ngsi-ld:AirQualityObserved:1", "urn:ngsi-ld:Nothing:9"]
+    )
+    assert types == {"urn:ngsi-ld:AirQualityObserved:1": [station_type]}

@@ -86,6 +86,9 @@ class EntityChange:
     history: list[HistoryRow] | None = None
     #: forget the entity's history when this change deletes it (DELETE /temporal/entities)
     drop_history: bool = False
+    #: the types to file ``history`` under when the change leaves no entity (the kept
+    #: history of a deleted entity, copied by ``urbanstack migrate``)
+    history_types: list[str] | None = None
 
 
 @dataclass
@@ -377,6 +380,17 @@ class EntityStore(abc.ABC):
     @abc.abstractmethod
     async def count_history(self, tenant: str | None, entity_type: str) -> int:
         """How many instances :meth:`export_history` would yield (for progress bars)."""
+
+    @abc.abstractmethod
+    async def history_types(self, tenant: str | None) -> dict[str, int]:
+        """Entity type IRI -> how many entities have a history filed under it (deleted
+        entities whose history was kept included)."""
+
+    @abc.abstractmethod
+    async def history_entity_types(
+        self, tenant: str | None, entity_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """The last known types of each of ``entity_ids`` that has a history."""
 
     @abc.abstractmethod
     def export_history(

@@ -111,4 +111,6 @@ def plan_history(
             current = result.new or result.old
             if current is not None:
                 plan.types[entity_id] = current["type"]
+            elif change.history_types:
+                plan.types[entity_id] = change.history_types
     return plan

@@ -210,6 +210,32 @@ class PostgresHistory(_Base):
 
         return await self._read(tenant, run)
 
+    async def history_types(self, tenant: str | None) -> dict[str, int]:
+        tenant = validate_tenant(tenant)
+
+        async def run(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
+            rows = await conn.fetch(
+                f"SELECT t AS type, count(*) AS n FROM {schema}.temporal_entities, "
+                "unnest(types) AS t GROUP BY t"
+            )
+            return {r["type"]: r["n"] for r in rows}
+
+        return await self._read(tenant, run)
+
+    async def history_entity_types(
+        self, tenant: str | None, entity_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        tenant = validate_tenant(tenant)
+
+        async def run(conn: asyncpg.Connection, schema: str) -> dict[str, list[str]]:
+            rows = await conn.fetch(
+                f"SELECT id, types FROM {schema}.temporal_entities WHERE id = ANY($1::text[])",
+                list(entity_ids),
+            )
+            return {r["id"]: list(r["types"]) for r in rows}
+
+        return await self._read(tenant, run)
+
     async def export_history(
         self, tenant: str | None, entity_type: str, batch_size: int = 5000
     ) -> AsyncIterator[list[tuple[str, HistoryRow]]]:

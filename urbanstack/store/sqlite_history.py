@@ -88,7 +88,8 @@ def insert_numbered(
 
 
 def ensure_entities(conn: sqlite3.Connection, entities: dict[str, list[str]]) -> dict[str, int]:
-    """eid of each id (created when new, types refreshed when they changed)."""
+    """eid of each id (created when new, types refreshed when they changed; an empty list
+    keeps the types last known)."""
     known = entity_numbers(conn, list(entities))
     eids: dict[str, int] = {}
     fresh: list[tuple[str, bytes]] = []
@@ -99,7 +100,7 @@ def ensure_entities(conn: sqlite3.Connection, entities: dict[str, list[str]]) ->
             fresh.append((entity_id, encoded))
         else:
             eids[entity_id] = row[0]
-            if row[1] != encoded:
+            if types and row[1] != encoded:  # no types known: keep the last ones
                 conn.execute(
                     "UPDATE temporal_entities SET types = ? WHERE eid = ?", (encoded, row[0])
                 )

@@ -186,6 +186,29 @@ class SQLiteHistory(_Base):
 
         return await self._read(tenant, run)
 
+    async def history_types(self, tenant: str | None) -> dict[str, int]:
+        tenant = validate_tenant(tenant)
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for (types,) in conn.execute("SELECT types FROM temporal_entities"):
+                for entity_type in orjson.loads(types):
+                    counts[entity_type] = counts.get(entity_type, 0) + 1
+            return counts
+
+        return await self._read(tenant, run)
+
+    async def history_entity_types(
+        self, tenant: str | None, entity_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        tenant = validate_tenant(tenant)
+
+        def run(conn: sqlite3.Connection) -> dict[str, list[str]]:
+            known = sqlite_history.entity_numbers(conn, entity_ids)
+            return {entity_id: orjson.loads(types) for entity_id, (_, types) in known.items()}
+
+        return await self._read(tenant, run)
+
     async def export_history(
         self, tenant: str | None, entity_type: str, batch_size: int = 5000
     ) -> AsyncIterator[list[tuple[str, HistoryRow]]]:
