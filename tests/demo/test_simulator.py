@@ -69,6 +69,23 @@ def test_the_dataset_and_devices_are_loaded_through_the_api(server: Server) -> N
     assert max(levels) > 3.5  # the flood of the backfilled past crossed alarm III
 
 
+def test_a_fast_simulation_never_writes_in_the_future(server: Server) -> None:
+    sim = Simulator(server.url, speed=3600.0, interval=0.2)  # an hour of the city a second
+
+    async def run() -> int:
+        async with httpx.AsyncClient(timeout=60) as client:
+            await sim.load_dataset(client)
+            await sim.provision(client)
+            return await sim.run(client, duration=2.0)
+
+    assert asyncio.run(run()) >= 2
+    finished = datetime.now(UTC)
+    gauge = hue.entity_id("FloodMonitoring", "kim-long")
+    level = httpx.get(f"{server.url}{NGSI}/entities/{gauge}").json()["currentLevel"]
+    observed = datetime.fromisoformat(level["observedAt"].replace("Z", "+00:00"))
+    assert finished - timedelta(seconds=10) <= observed <= finished
+
+
 def test_simulate_publishes_live_over_mqtt(tmp_path: Path) -> None:
     broker = Mosquitto().start()
     srv = Server(tmp_path / "live.db", mqtt=f"mqtt://127.0.0.1:{broker.port}")

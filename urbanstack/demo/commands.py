@@ -55,7 +55,12 @@ async def _backfill(sim: Simulator, client: httpx.AsyncClient, since: timedelta)
 @click.option("--mqtt", default=None, help="Publish over this MQTT broker [default: HTTP].")
 @click.option("--tenant", default=None, help="NGSILD-Tenant to load into.")
 @click.option("--seed", type=int, default=1, help="Seed of the series (runs are reproducible).")
-@click.option("--speed", type=float, default=1.0, help="Simulated seconds per real second.")
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    help="How many times faster the series run than the clock (measures keep real times).",
+)
 @click.option("--interval", type=float, default=10.0, help="Real seconds between rounds.")
 @click.option("--backfill", callback=_span, default=None, help="History to create first, e.g. 30d.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
@@ -106,7 +111,12 @@ def simulate(
 @click.option("--store", default=DEMO_STORE, help="Store URL [default: ./urbanstack-demo.db].")
 @click.option("--backfill", callback=_span, default="7d", help="History to create [7d].")
 @click.option("--seed", type=int, default=1, help="Seed of the series.")
-@click.option("--speed", type=float, default=1.0, help="Simulated seconds per real second.")
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    help="How many times faster the series run than the clock (measures keep real times).",
+)
 def demo(host: str, port: int, store: str, backfill: timedelta, seed: int, speed: float) -> None:
     """Start the platform with a living demo of Huế and print the dashboard's address.
 
