@@ -304,3 +304,30 @@ def test_reconnects_and_catches_up_after_a_restart(
         page.wait_for_selector("#connection[data-state=live]")
     finally:
         again.stop()
+
+
+def test_a_tenant_is_shown_when_the_page_names_it(platform: Platform, page: Any) -> None:
+    hcmc = {"NGSILD-Tenant": "hcmc"}
+    platform.upsert(city())  # the default tenant: Huế
+    ben_thanh = {
+        "id": "urn:ngsi-ld:OffStreetParking:ben-thanh",
+        "type": "OffStreetParking",
+        "name": names("Bãi xe Bến Thành", "Ben Thanh car park"),
+        "availableSpotNumber": measured(80),
+        "totalSpotNumber": measured(200),
+        "location": point(106.698, 10.772),
+    }
+    reply = platform.http.post("/ngsi-ld/v1/entities", json=ben_thanh, headers=hcmc)
+    assert reply.status_code == 201, reply.text
+    page.goto(platform.url + "/?tenant=hcmc")
+    page.wait_for_function("window.__dashboard && window.__dashboard.ready", timeout=20_000)
+    assert page.evaluate("window.__dashboard.markerCount()") == 1
+    assert page.locator("#tenant").inner_text() == "hcmc"
+    page.wait_for_selector("#connection[data-state=live]")
+
+    patch = {"availableSpotNumber": measured(0)}  # live changes of that tenant arrive too
+    reply = platform.http.patch(
+        f"/ngsi-ld/v1/entities/{ben_thanh['id']}/attrs", json=patch, headers=hcmc
+    )
+    assert reply.status_code == 204
+    page.wait_for_selector(f"#alert-list li[data-entity='{ben_thanh['id']}']", timeout=5_000)

@@ -38,9 +38,12 @@ def broker_of(request: Request) -> Broker:
     return request.app.state.broker
 
 
-def caller_of(request: Request) -> Caller:
-    """The Caller for this request: its tenant (NGSILD-Tenant) and, later, identity."""
+def caller_of(request: Request, *, query_tenant: bool = False) -> Caller:
+    """The Caller for this request: its tenant (NGSILD-Tenant, or with ``query_tenant`` the
+    ``tenant`` query parameter when the header is absent) and, later, identity."""
     tenant = request.headers.get("ngsild-tenant") or None
+    if tenant is None and query_tenant:
+        tenant = request.query_params.get("tenant") or None
     return Caller(tenant=tenant)
 
 

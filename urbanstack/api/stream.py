@@ -28,9 +28,9 @@ KEEP_ALIVE_S = 15.0
 
 async def stream_changes(request: Request) -> Response:
     broker = broker_of(request)
-    caller = caller_of(request)
-    terms = await request_terms(request)
+    caller = caller_of(request, query_tenant=True)  # browsers' EventSource sends no headers
     params = request.query_params
+    terms = await request_terms(request)
     ids = [validate_entity_id(i) for i in split_list(params.get("id"))]
     wanted = StreamFilter(
         types=parse_type_query(params["type"], terms.expand) if params.get("type") else None,

@@ -6,6 +6,9 @@ const PAGE = 1000; // the broker's max_limit by default
 const MAX_HISTORY_PAGES = 20;
 const REOPEN_AFTER_MS = 2000;
 
+// the tenant the page shows: ?tenant=hcmc on the page's own URL (the default tenant without)
+export const TENANT = new URLSearchParams(window.location.search).get('tenant') || null;
+
 function url(path, params = {}) {
   const u = new URL(path, document.baseURI);
   Object.entries(params).forEach(([k, v]) => u.searchParams.set(k, v));
@@ -13,7 +16,9 @@ function url(path, params = {}) {
 }
 
 async function getJson(u) {
-  const reply = await fetch(u, { headers: { Accept: 'application/json' } });
+  const headers = { Accept: 'application/json' };
+  if (TENANT) headers['NGSILD-Tenant'] = TENANT;
+  const reply = await fetch(u, { headers });
   if (!reply.ok && reply.status !== 206) {
     throw new Error(`${reply.status} ${reply.statusText} for ${u.pathname}`);
   }
@@ -85,7 +90,9 @@ export function openStream(types, onEvent, onStatus) {
   let opened = false;
   let lost = false;
   const connect = () => {
-    const source = new EventSource(url('api/stream', { type: types.join(',') }));
+    const params = { type: types.join(',') };
+    if (TENANT) params.tenant = TENANT; // EventSource cannot send headers
+    const source = new EventSource(url('api/stream', params));
     source.addEventListener('open', () => {
       onStatus('live', opened && lost);
       opened = true;

@@ -2,7 +2,7 @@
 // the change stream (updates applied in batches, once per animation frame), and keeps the
 // map, headline tiles, alert list and the selected entity's panel up to date.
 
-import { fetchEntities, openStream } from './api.js';
+import { TENANT, fetchEntities, openStream } from './api.js';
 import { displayName, geometryOf, keyValues } from './entities.js';
 import { setupFind } from './find.js';
 import { headlineText } from './format.js';
@@ -326,6 +326,11 @@ async function main() {
   buildLegend();
   translateStatic();
   setConnection('loading');
+  if (TENANT) {
+    const tenant = document.querySelector('#tenant');
+    tenant.textContent = TENANT; // the data space shown (?tenant=...), not translated
+    tenant.hidden = false;
+  }
   const config = await (await fetch('web/config.json')).json();
   const map = createMap(document.querySelector('#map'), config);
   layers = new EntityLayers(map, TYPE_NAMES, (id) => select(id), tooltip);
