@@ -46,3 +46,15 @@ def test_a_compiled_pattern_keeps_its_ignore_case_flag() -> None:
 def test_an_invalid_pattern_is_bad_request_data(pattern: str) -> None:
     with pytest.raises(BadRequestData):
         check_pattern(pattern, "idPattern")
+
+
+def test_a_slow_pattern_is_stopped_every_time_not_only_the_first() -> None:
+    for _ in range(2):  # a timeout is never remembered as an answer
+        with pytest.raises(PatternTooSlow):
+            pattern_search(*CATASTROPHIC)
+
+
+def test_long_texts_are_matched_too() -> None:
+    text = "x" * 10_000 + "Huế"
+    assert pattern_search("Huế$", text) is True
+    assert pattern_search("^Huế", text) is False

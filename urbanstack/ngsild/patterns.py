@@ -48,6 +48,22 @@ def pattern_search(pattern: str | re.Pattern[str], text: str, *, full: bool = Fa
         source, ignore_case = pattern.pattern, bool(pattern.flags & re.IGNORECASE)
     else:
         source, ignore_case = pattern, False
+    if len(text) <= REMEMBERED_TEXT_MAX:
+        return _remembered(source, ignore_case, full, text)
+    return _matches(source, ignore_case, full, text)
+
+
+#: texts up to this length have their answers remembered: subscriptions test the same entity
+#: ids change after change, and a search with a time limit costs several times one without
+REMEMBERED_TEXT_MAX = 256
+
+
+@lru_cache(maxsize=65536)
+def _remembered(source: str, ignore_case: bool, full: bool, text: str) -> bool:
+    return _matches(source, ignore_case, full, text)  # a timeout raises: not remembered
+
+
+def _matches(source: str, ignore_case: bool, full: bool, text: str) -> bool:
     try:
         engine = _engine(source, ignore_case)
     except regex.error as exc:
