@@ -185,6 +185,25 @@ def test_attribute_left_out_of_a_replace_ends_its_series(client: TestClient) -> 
     assert values_of(history, "no2") == [3]
 
 
+def test_aggregations_leave_the_deletion_instance_out(client: TestClient) -> None:
+    record_readings(client, [10, 20, 30])
+    assert client.delete(f"{ENTITIES}/{AQ}/attrs/pm25").status_code == 204
+    body = temporal(
+        client, attrs="pm25", options="aggregatedValues", aggrMethods="totalCount,distinctCount,max"
+    )
+    assert [b[0] for b in body["pm25"]["totalCount"]] == [3]
+    assert [b[0] for b in body["pm25"]["distinctCount"]] == [3]
+    assert [b[0] for b in body["pm25"]["max"]] == [30]
+    hourly = temporal(
+        client,
+        attrs="pm25",
+        options="aggregatedValues",
+        aggrMethods="totalCount",
+        aggrPeriodDuration="PT1H",
+    )
+    assert sum(b[0] for b in hourly["pm25"]["totalCount"]) == 3
+
+
 def test_deleted_relationship_ends_with_a_null_object(client: TestClient) -> None:
     body = {
         "id": RIVER,

@@ -177,6 +177,10 @@ _NULL_VALUES: dict[str, Any] = {
 }
 
 
+#: how every deletion row's ``extra`` starts (stores leave those rows out of aggregations)
+DELETION_EXTRA_PREFIX = b'{"deletedAt"'
+
+
 def deletion_row(attr: str, inst: Instance, deleted_at: str) -> HistoryRow:
     """The row recording that ``inst`` (an attribute instance) was deleted at ``deleted_at``."""
     kind = inst.get("type", "Property")

@@ -12,7 +12,14 @@ from typing import Any
 
 import asyncpg
 
-from urbanstack.ngsild.history import AggregateBucket, AttributeAggregate, period_values
+from urbanstack.ngsild.history import (
+    DELETION_EXTRA_PREFIX,
+    VT_BOOL,
+    VT_NUMBER,
+    AggregateBucket,
+    AttributeAggregate,
+    period_values,
+)
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
 from urbanstack.ngsild.temporal import Aggregation, FixedPeriods, TemporalQuery, bucket_starts
 from urbanstack.store.postgres_history import TIME_COLUMNS, Series, time_clause
@@ -67,6 +74,14 @@ async def aggregate_instances(
     return out
 
 
+#: a deletion is not a value: aggregations leave deletion rows out (see history.deletion_row)
+#: (numbers and booleans, the usual series, are never deletions: the first test settles them)
+_NOT_DELETION = (
+    f"(vt IN ({VT_NUMBER}, {VT_BOOL}) OR substring(extra from 1 for "
+    f"{len(DELETION_EXTRA_PREFIX)}) IS DISTINCT FROM '\\x{DELETION_EXTRA_PREFIX.hex()}'::bytea)"
+)
+
+
 async def _aggregate_series(
     conn: asyncpg.Connection, schema: str, sid: int, attr: str, ds: str, query: TemporalQuery
 ) -> AttributeAggregate | None:
@@ -77,7 +92,7 @@ async def _aggregate_series(
     time_sql, time_params = time_clause(query, column, 2)
     span = await conn.fetchrow(
         f"SELECT min({column}) AS first, max({column}) AS latest FROM {table} "
-        f"WHERE sid = $1{time_sql}",
+        f"WHERE sid = $1{time_sql} AND {_NOT_DELETION}",
         sid,
         *time_params,
     )
@@ -92,12 +107,12 @@ async def _aggregate_series(
     args: list[Any] = [sid, *time_params]
     periods: Any
     if period is None:
-        sql = f"SELECT 0 AS i, {measures} FROM {table} WHERE sid = $1{time_sql}"
+        sql = f"SELECT 0 AS i, {measures} FROM {table} WHERE sid = $1{time_sql} AND {_NOT_DELETION}"
         periods = [(origin, high if high is not None else span["latest"])]
     elif period.months == 0:
         sql = (
             f"SELECT ({column} - ${after}) / ${after + 1} AS i, {measures} FROM {table} "
-            f"WHERE sid = $1{time_sql} AND {column} >= ${after} GROUP BY 1"
+            f"WHERE sid = $1{time_sql} AND {_NOT_DELETION} AND {column} >= ${after} GROUP BY 1"
         )
         args += [origin, period.micros]
         periods = FixedPeriods(origin, period.micros)
@@ -108,7 +123,8 @@ async def _aggregate_series(
         sql = (
             f"SELECT p.i - 1 AS i, {measures} FROM unnest(${after}::bigint[], "
             f"${after + 1}::bigint[]) WITH ORDINALITY AS p(lo, hi, i) JOIN {table} "
-            f"ON sid = $1{time_sql} AND {column} >= p.lo AND {column} < p.hi GROUP BY 1"
+            f"ON sid = $1{time_sql} AND {_NOT_DELETION} AND {column} >= p.lo AND {column} < p.hi "
+            "GROUP BY 1"
         )
         args += [[lo for lo, _ in periods], [hi for _, hi in periods]]
     buckets: list[AggregateBucket] = []

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from urbanstack.ngsild.history import (
+    DELETION_EXTRA_PREFIX,
     VT_BOOL,
     VT_NUMBER,
     AggregateBucket,
@@ -385,13 +386,21 @@ def aggregate_instances(
     return out
 
 
+#: a deletion is not a value: aggregations leave deletion rows out (see history.deletion_row)
+#: (numbers and booleans, the usual series, are never deletions: the first test settles them)
+_NOT_DELETION = (
+    f"(vt IN ({VT_NUMBER}, {VT_BOOL}) OR extra IS NULL "
+    f"OR substr(extra, 1, {len(DELETION_EXTRA_PREFIX)}) <> x'{DELETION_EXTRA_PREFIX.hex()}')"
+)
+
+
 def _span(
     conn: sqlite3.Connection, eid: int, pid: int, ds: str, column: str, query: TemporalQuery
 ) -> tuple[int | None, int | None]:
     """First and last time of a series in the query's range (two index seeks for
     observedAt, the clustering key; a range scan for the other times)."""
     time_sql, time_params = _time_clause(query, column)
-    where = f"eid = ? AND pid = ? AND ds = ?{time_sql}"
+    where = f"eid = ? AND pid = ? AND ds = ?{time_sql} AND {_NOT_DELETION}"
     params = (eid, pid, ds, *time_params)
     if column != "observed":
         row = conn.execute(
@@ -423,7 +432,7 @@ def _aggregate_series(
     measures = ", ".join(_MEASURE_SQL[n] for n in names)
     origin = low if low is not None else first
     period = aggregation.period
-    series_sql = f"eid = ? AND pid = ? AND ds = ?{time_sql}"
+    series_sql = f"eid = ? AND pid = ? AND ds = ?{time_sql} AND {_NOT_DELETION}"
     params: list[Any]
     if period is None:
         sql = f"SELECT 0, {measures} FROM attr_instances WHERE {series_sql}"
