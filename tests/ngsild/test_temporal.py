@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from urbanstack.ngsild.errors import BadRequestData
 from urbanstack.ngsild.history import (
@@ -276,3 +280,10 @@ def test_content_range_names_the_covered_datetime_range() -> None:
         == "date-time 2026-11-01T00:00:00.000Z-2026-11-01T01:00:00.000Z/*"
     )
     assert content_range((start, end), True, 5).endswith("00:00:00.000Z/5")
+
+
+@given(st.integers(min_value=-(10**16), max_value=4 * 10**15))
+def test_from_micros_agrees_with_datetime(micros: int) -> None:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    assert from_micros(micros) == expected

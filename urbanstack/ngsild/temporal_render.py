@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -60,12 +61,12 @@ def _normalized(rows: list[HistoryRow], terms: TermMap, opts: RenderOptions) -> 
             }
             if row.has_observed:
                 rendered["observedAt"] = from_micros(row.observed)
-            extra = orjson.loads(row.extra) if row.extra is not None else None
-            if extra is not None and "unitCode" in extra:
-                rendered["unitCode"] = extra.pop("unitCode")
+            unit_code, others = _extra_members(row.extra)
+            if unit_code is not None:
+                rendered["unitCode"] = unit_code
             if row.dataset_id is not None:
                 rendered["datasetId"] = row.dataset_id
-            if extra:  # objectType, sub-attributes: the general path renders them
+            if others:  # objectType, sub-attributes, deletedAt: the general path renders them
                 rendered = _render_row(row, terms, opts)
             elif opts.sys_attrs:
                 rendered["createdAt"] = from_micros(row.created)
@@ -75,6 +76,17 @@ def _normalized(rows: list[HistoryRow], terms: TermMap, opts: RenderOptions) -> 
         rendered["instanceId"] = instance_id(row.iid or 0)
         out.append(rendered)
     return out
+
+
+@lru_cache(maxsize=1024)
+def _extra_members(extra: bytes | None) -> tuple[str | None, bool]:
+    """(unitCode, whether other members are there) of a row's ``extra``; rows of one series
+    mostly share the same bytes, decoded once here."""
+    if extra is None:
+        return None, False
+    members = orjson.loads(extra)
+    unit_code = members.pop("unitCode", None)
+    return unit_code, bool(members)
 
 
 def _render_row(row: HistoryRow, terms: TermMap, opts: RenderOptions) -> dict[str, Any]:
