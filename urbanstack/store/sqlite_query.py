@@ -205,16 +205,75 @@ def _unindexed(path: AttrPath) -> bool:
 def _document_check_sql(
     term: Comparison, lookup: PathLookup, params: list[Any], register: SlotRegistry | None
 ) -> str:
-    """The entities having the term's attribute whose documents satisfy it (the reference
-    evaluator, as the SQL function ``q_term``)."""
+    """The entities having the term's attribute whose documents satisfy it: SQLite's JSON
+    functions for an attribute's own ``createdAt``/``modifiedAt``, the reference evaluator
+    (the SQL function ``q_term``) for sub-attributes and patterns."""
     attr = lookup(path_text(AttrPath(term.path.attr)))
     if attr is None:
         return NONE
-    if register is None:
-        raise TypeError("a q term on instance system times needs a slot registry")
-    params.append(register(term))
     having = f"SELECT ap.rid FROM attr_presence ap WHERE ap.pid = {attr}"
-    return f"SELECT e.rid AS rid FROM entities e WHERE e.rid IN ({having}) AND q_term(?, e.doc)"
+    check = _member_json_sql(term, params)
+    if check is None:
+        if register is None:
+            raise TypeError("a q term on instance system times needs a slot registry")
+        params.append(register(term))
+        check = "q_term(?, e.doc)"
+    return f"SELECT e.rid AS rid FROM entities e WHERE e.rid IN ({having}) AND {check}"
+
+
+def _texts(values: tuple[Any, ...]) -> list[str] | None:
+    """The literals a stored timestamp (text) can equal or be ordered against; None when
+    one of them cannot (a number or a boolean never matches a timestamp)."""
+    out = []
+    for value in values:
+        if isinstance(value, DateTimeValue):
+            out.append(value.text)  # normalised as the stored times are: text order is time order
+        elif isinstance(value, str):
+            out.append(value)
+        else:
+            return None
+    return out
+
+
+def _member_json_sql(term: Comparison, params: list[Any]) -> str | None:
+    """``attr.createdAt``/``attr.modifiedAt`` on the documents (None: not of that shape):
+    some instance's member satisfies it (``!=``: some has it and none equals)."""
+    path, op, value = term.path, term.op, term.value
+    if len(path.subs) != 1 or path.keys or isinstance(value, re.Pattern):
+        return None
+    instances = f'$.attrs."{path.attr}"'
+    member = f"json_extract(i.value, '$.{path.subs[0]}')"
+
+    def some(condition: str, condition_params: list[Any]) -> str:
+        params.append(instances)
+        params.extend(condition_params)
+        return (
+            "EXISTS (SELECT 1 FROM json_each(CAST(e.doc AS TEXT), ?) i "
+            f"WHERE {member} IS NOT NULL AND {condition})"
+        )
+
+    if op == "exists":
+        return some("1", [])
+    if op in ("==", "!="):
+        if isinstance(value, Range):
+            bounds = _texts((value.low, value.high))
+            condition, literals = f"{member} BETWEEN ? AND ?", bounds
+        else:
+            literals = _texts(value if isinstance(value, tuple) else (value,))
+            condition = f"{member} IN ({','.join('?' * len(literals or ()))})"
+        if op == "==":
+            return some(condition, literals) if literals else "0"
+        present = some("1", [])
+        return f"{present} AND NOT {some(condition, literals)}" if literals else present
+    if op == "bounds" and isinstance(value, Bounds):
+        bounds = _texts((value.low, value.high))
+        if bounds is None:
+            return "0"
+        return some(f"{member} {value.low_op} ? AND {member} {value.high_op} ?", bounds)
+    if op in (">", ">=", "<", "<="):
+        literal = _texts((value,))
+        return some(f"{member} {op} ?", literal) if literal else "0"
+    return None
 
 
 def _comparison_sql(
