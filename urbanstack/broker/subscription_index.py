@@ -12,13 +12,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from urbanstack.ngsild.model import Entity, now_timestamp
 from urbanstack.ngsild.patterns import PatternTooSlow
 from urbanstack.ngsild.subscription import Subscription, subscription_from_document
-from urbanstack.ngsild.subscription_match import match_change, notification_entity, selector_keys
+from urbanstack.ngsild.subscription_match import (
+    attribute_changes,
+    match_change,
+    notification_entity,
+    selector_keys,
+)
 from urbanstack.store.base import EntityStore, OutboxItem
 
 LOGGER = logging.getLogger(__name__)
@@ -119,9 +125,16 @@ class SubscriptionIndex:
             return []
         items = []
         now = now_timestamp()
+        computed: list[dict[str, dict[Any, str]]] = []
+
+        def changes_of() -> dict[str, dict[Any, str]]:
+            if not computed:  # once per change, whichever subscription asks first
+                computed.append(attribute_changes(old, new))
+            return computed[0]
+
         for sub in index.candidates(entity):
             try:
-                match = match_change(sub, old, new, now)
+                match = match_change(sub, old, new, now, changes_of=changes_of)
             except PatternTooSlow:  # its pattern, not the write, is at fault
                 LOGGER.warning(
                     "subscription %s: a pattern took too long on %s; not notified",
@@ -133,7 +146,7 @@ class SubscriptionIndex:
                 continue
             payload = {
                 "trigger": match.trigger,
-                "entity": notification_entity(sub, old, new, match),
+                "entity": notification_entity(sub, old, new, match, changes_of),
             }
             items.append(OutboxItem(sub.id, entity["id"], orjson.dumps(payload)))
         return items

@@ -32,6 +32,7 @@ or deleted instance, never to created ones.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -197,8 +198,11 @@ def match_change(
     now: str,
     *,
     count_unchanged: bool = False,
+    changes_of: Callable[[], dict[str, dict[Key, str]]] | None = None,
 ) -> Match | None:
-    """The reason to notify ``sub`` of the change ``old`` -> ``new``, or None."""
+    """The reason to notify ``sub`` of the change ``old`` -> ``new``, or None;
+    ``changes_of`` gives :func:`attribute_changes` of the pair (one computation shared by
+    every subscription a change is matched against)."""
     if (old is None and new is None) or sub.time_interval is not None:
         return None
     if not is_active(sub, now):
@@ -207,7 +211,10 @@ def match_change(
     assert subject is not None
     if not matches_entity(sub, subject):
         return None
-    changes = attribute_changes(old, new, count_unchanged=count_unchanged)
+    if changes_of is not None:
+        changes = changes_of()
+    else:
+        changes = attribute_changes(old, new, count_unchanged=count_unchanged)
     if sub.watched_attributes is not None:
         changes = {iri: k for iri, k in changes.items() if iri in sub.watched_attributes}
     by_kind: dict[str, set[str]] = {"created": set(), "updated": set(), "deleted": set()}
@@ -265,11 +272,16 @@ def _add_previous(inst: Instance, old: Instance) -> None:
 
 
 def notification_entity(
-    sub: Subscription, old: Entity | None, new: Entity | None, match: Match
+    sub: Subscription,
+    old: Entity | None,
+    new: Entity | None,
+    match: Match,
+    changes_of: Callable[[], dict[str, dict[Key, str]]] | None = None,
 ) -> Entity:
     """The stored-form entity a notification carries for ``match`` (see the module
     docstring); deleted instances and the entity carry ``deletedAt``, changed instances
-    ``previousValue``-style members. Render it with :func:`render_notification_entity`."""
+    ``previousValue``-style members. Render it with :func:`render_notification_entity`;
+    ``changes_of`` as for :func:`match_change`."""
     at = match.at
     show = sub.show_changes
     if new is None:
@@ -294,7 +306,7 @@ def notification_entity(
         out["attrs"] = {iri: [dict(inst) for inst in v] for iri, v in attrs.items()}
         if old is not None:
             show_deleted = bool({"attributeDeleted", "entityUpdated"} & sub.triggers)
-            changes = attribute_changes(old, new)
+            changes = changes_of() if changes_of is not None else attribute_changes(old, new)
             for iri in match.changed:
                 before = _by_dataset(old.get("attrs", {}).get(iri, []))
                 for key, kind in changes.get(iri, {}).items():
