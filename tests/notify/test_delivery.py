@@ -30,17 +30,33 @@ def receiver() -> Iterator[HttpReceiver]:
     server.stop()
 
 
-@pytest.fixture
-def fast_retries(store_url: str) -> Iterator[TestClient]:
-    """A client whose worker retries failed deliveries after 50 ms (then 100, 200...)."""
+def retrying_client(store_url: str, ca: Path | None = None) -> TestClient:
+    """A client whose worker retries failed deliveries after 50 ms (then 100, 200...) and,
+    with ``ca``, trusts that CA for https:// and mqtts:// endpoints."""
     settings = Settings(
         store=store_url,
         sqlite_synchronous="NORMAL",
         notification_retry_base=0.05,
         notification_retry_max=0.2,
+        notification_ca_file=str(ca) if ca else "",
     )
-    with TestClient(create_app(settings)) as client:
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture
+def fast_retries(store_url: str) -> Iterator[TestClient]:
+    with retrying_client(store_url) as client:
         yield client
+
+
+def first_failure(client: TestClient, sub_id: str) -> Any:
+    """The subscription's notification status once a delivery failed (None on time-out)."""
+
+    def failed() -> Any:
+        body = client.get(f"{SUBSCRIPTIONS}/{sub_id}").json()["notification"]
+        return body if body.get("timesFailed", 0) >= 1 else None
+
+    return wait_for(failed)
 
 
 def subscribe(client: TestClient, uri: str, **members: Any) -> str:
@@ -172,12 +188,7 @@ def test_a_receiver_that_was_down_gets_everything_once_up(fast_retries: TestClie
     sub_id = subscribe(client, receiver.url)
     client.post(ENTITIES, json=gauge(1.0))
     level(client, 2.0)
-
-    def failed() -> Any:
-        body = client.get(f"{SUBSCRIPTIONS}/{sub_id}").json()["notification"]
-        return body if body.get("timesFailed", 0) >= 1 else None
-
-    notification = wait_for(failed)
+    notification = first_failure(client, sub_id)
     assert notification["status"] == "failed" and notification["lastFailure"].endswith("Z")
     receiver.start()
     try:
@@ -329,24 +340,13 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
-def trusting(store_url: str, ca: Path | None) -> TestClient:
-    settings = Settings(
-        store=store_url,
-        sqlite_synchronous="NORMAL",
-        notification_retry_base=0.05,
-        notification_retry_max=0.2,
-        notification_ca_file=str(ca) if ca else "",
-    )
-    return TestClient(create_app(settings))
-
-
 def test_https_endpoint_signed_by_the_configured_ca_is_notified(
     store_url: str, certificates: tuple[Path, Path, Path]
 ) -> None:
     ca, cert, key = certificates
     receiver = HttpReceiver(tls=(cert, key)).start()
     try:
-        with trusting(store_url, ca) as client:
+        with retrying_client(store_url, ca) as client:
             assert receiver.url.startswith("https://")
             subscribe(client, receiver.url)
             client.post(ENTITIES, json=gauge(4.2))
@@ -361,15 +361,10 @@ def test_https_endpoint_with_an_untrusted_certificate_fails(
     _, cert, key = certificates
     receiver = HttpReceiver(tls=(cert, key)).start()
     try:
-        with trusting(store_url, None) as client:  # the system CAs only
+        with retrying_client(store_url, None) as client:  # the system CAs only
             sub_id = subscribe(client, receiver.url)
             client.post(ENTITIES, json=gauge(4.2))
-
-            def failed() -> Any:
-                body = client.get(f"{SUBSCRIPTIONS}/{sub_id}").json()["notification"]
-                return body if body.get("timesFailed", 0) >= 1 else None
-
-            notification = wait_for(failed)
+            notification = first_failure(client, sub_id)
             assert notification["status"] == "failed"
             assert receiver.data() == []
     finally:
@@ -394,7 +389,7 @@ def test_mqtts_endpoint_receives_the_notification(
     listener.loop_start()
     try:
         assert subscribed.wait(5)
-        with trusting(store_url, ca) as client:
+        with retrying_client(store_url, ca) as client:
             uri = f"mqtts://127.0.0.1:{broker.port}/hue/flood"
             endpoint = {
                 "uri": uri,

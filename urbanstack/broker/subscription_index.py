@@ -9,10 +9,10 @@ when a subscription changes, so the writer thread always reads a consistent snap
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -125,12 +125,8 @@ class SubscriptionIndex:
             return []
         items = []
         now = now_timestamp()
-        computed: list[dict[str, dict[Any, str]]] = []
-
-        def changes_of() -> dict[str, dict[Any, str]]:
-            if not computed:  # once per change, whichever subscription asks first
-                computed.append(attribute_changes(old, new))
-            return computed[0]
+        # once per change, whichever candidate subscription asks first
+        changes_of = functools.cache(lambda: attribute_changes(old, new))
 
         for sub in index.candidates(entity):
             try:

@@ -108,25 +108,17 @@ class DemoDevice:
 
 def demo_devices() -> list[DemoDevice]:
     """Every device of the demo city."""
+    measured = (
+        ("air", hue.AIR_STATIONS, "AirQualityObserved"),
+        ("weather", hue.WEATHER_STATIONS, "WeatherObserved"),
+        ("river", hue.RIVER_GAUGES, "FloodMonitoring"),
+        ("traffic", hue.TRAFFIC_COUNTERS, "TrafficFlowObserved"),
+        ("parking", hue.CAR_PARKS, "OffStreetParking"),
+    )
     devices = [
-        DemoDevice("air", s, hue.entity_id("AirQualityObserved", s.key), "AirQualityObserved")
-        for s in hue.AIR_STATIONS
-    ]
-    devices += [
-        DemoDevice("weather", s, hue.entity_id("WeatherObserved", s.key), "WeatherObserved")
-        for s in hue.WEATHER_STATIONS
-    ]
-    devices += [
-        DemoDevice("river", s, hue.entity_id("FloodMonitoring", s.key), "FloodMonitoring")
-        for s in hue.RIVER_GAUGES
-    ]
-    devices += [
-        DemoDevice("traffic", s, hue.entity_id("TrafficFlowObserved", s.key), "TrafficFlowObserved")
-        for s in hue.TRAFFIC_COUNTERS
-    ]
-    devices += [
-        DemoDevice("parking", s, hue.entity_id("OffStreetParking", s.key), "OffStreetParking")
-        for s in hue.CAR_PARKS
+        DemoDevice(kind, site, hue.entity_id(entity_type, site.key), entity_type)
+        for kind, sites, entity_type in measured
+        for site in sites
     ]
     for site in hue.HERITAGE:
         kind = (site.extra or {})["kind"]

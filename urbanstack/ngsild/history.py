@@ -19,7 +19,7 @@ kept) leaves a last row: the value NGSI-LD Null (``urn:ngsi-ld:null``) and ``del
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -326,6 +326,15 @@ def period_values(
         elif method == "stddev":
             values[method] = sample_stddev(m["numbers"], m["sum"], m["squares"])
     return values
+
+
+def measure_names(methods: Iterable[str], needs: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """The measures a store computes for ``methods`` (``needs``: method -> its measures),
+    each once, after the attribute type (``kind``) and value type (``vt``) every period has."""
+    names = ["kind", "vt"]
+    for method in methods:
+        names += [m for m in needs[method] if m not in names]
+    return names
 
 
 def sample_stddev(n: int, total: float | None, squares: float | None) -> float | None:

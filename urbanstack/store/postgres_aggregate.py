@@ -18,6 +18,7 @@ from urbanstack.ngsild.history import (
     VT_NUMBER,
     AggregateBucket,
     AttributeAggregate,
+    measure_names,
     period_values,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
@@ -53,13 +54,6 @@ _METHOD_MEASURES = {
     "stddev": ("sum", "numbers", "squares"),
     "sumsq": ("squares",),
 }
-
-
-def _measure_names(aggregation: Aggregation) -> list[str]:
-    names = ["kind", "vt"]
-    for method in aggregation.methods:
-        names += [m for m in _METHOD_MEASURES[method] if m not in names]
-    return names
 
 
 async def aggregate_instances(
@@ -99,7 +93,7 @@ async def _aggregate_series(
     if span is None or span["first"] is None:
         return None
     low, high = query.time.bounds() if query.time is not None else (None, None)
-    names = _measure_names(aggregation)
+    names = measure_names(aggregation.methods, _METHOD_MEASURES)
     measures = ", ".join(f"{_MEASURE_SQL[n]} AS {n}" for n in names)
     origin = low if low is not None else span["first"]
     period = aggregation.period

@@ -25,10 +25,11 @@ from urbanstack.ngsild.history import (
     HistoryRow,
     TemporalEntity,
     cut_to_window,
+    measure_names,
     period_values,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
-from urbanstack.ngsild.temporal import Aggregation, FixedPeriods, TemporalQuery, bucket_starts
+from urbanstack.ngsild.temporal import FixedPeriods, TemporalQuery, bucket_starts
 
 KIND_CODES = {name: code for code, name in enumerate(ATTRIBUTE_TYPES)}
 MAX_CALENDAR_PERIODS = 10_000
@@ -367,13 +368,6 @@ _METHOD_MEASURES = {
 }
 
 
-def _measure_names(aggregation: Aggregation) -> list[str]:
-    names = ["kind", "vt"]
-    for method in aggregation.methods:
-        names += [m for m in _METHOD_MEASURES[method] if m not in names]
-    return names
-
-
 def aggregate_instances(
     conn: sqlite3.Connection, eid: int, series: dict[Series, str], query: TemporalQuery
 ) -> dict[str, list[AttributeAggregate]]:
@@ -428,7 +422,7 @@ def _aggregate_series(
     first, latest = _span(conn, eid, pid, ds, column, query)
     if first is None or latest is None:
         return None
-    names = _measure_names(aggregation)
+    names = measure_names(aggregation.methods, _METHOD_MEASURES)
     measures = ", ".join(_MEASURE_SQL[n] for n in names)
     origin = low if low is not None else first
     period = aggregation.period
