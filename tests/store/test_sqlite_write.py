@@ -4,6 +4,7 @@ time, and a failing write in a group leaves no trace (not even an interned path)
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -199,8 +200,9 @@ def test_batch_numbers_are_those_of_one_insert_at_a_time(tmp_path: Path) -> None
 
 
 class _Task:
-    def __init__(self, fn: Any) -> None:
+    def __init__(self, fn: Any, joint: Any = None) -> None:
         self.fn = fn
+        self.joint = joint
         self.runs = 0
 
 
@@ -260,6 +262,98 @@ def test_a_group_without_failures_runs_each_write_once(tmp_path: Path) -> None:
     conn.execute("COMMIT")
     assert [value for _, _, value in outcomes] == [1, 2, 3]
     assert [t.runs for t in tasks] == [1, 1, 1]
+
+
+def test_consecutive_joint_tasks_run_in_one_call(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
+    conn.execute("CREATE TABLE paths (pid INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE)")
+    paths = WritePaths(conn)
+    tasks = [_Task(lambda c: "a", "a"), _Task(lambda c: "b", "b"), _Task(lambda c: "alone")]
+    tasks += [_Task(lambda c: "c", "c"), _Task(lambda c: "d", "d"), _Task(lambda c: "e", "e")]
+    calls: list[list[str]] = []
+
+    def run_joint(c: sqlite3.Connection, run: list[_Task]) -> list[str]:
+        calls.append([t.joint for t in run])
+        return [t.joint.upper() for t in run]
+
+    conn.execute("BEGIN IMMEDIATE")
+    outcomes = run_tasks(conn, paths, tasks, run_joint)
+    conn.execute("COMMIT")
+    assert calls == [["a", "b"], ["c", "d", "e"]]
+    assert [value for _, _, value in outcomes] == ["A", "B", "alone", "C", "D", "E"]
+
+
+def test_a_failing_joint_run_falls_back_to_one_task_at_a_time(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    conn.execute("CREATE TABLE paths (pid INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE)")
+    conn.execute("CREATE TABLE t (v TEXT)")
+    paths = WritePaths(conn)
+
+    def writing(value: str) -> Any:
+        def fn(c: sqlite3.Connection) -> str:
+            if value == "bad":
+                raise ValueError("boom")
+            c.execute("INSERT INTO t VALUES (?)", (value,))
+            return value
+
+        return fn
+
+    tasks = [_Task(writing(v), v) for v in ("x", "bad", "y")]
+
+    def run_joint(c: sqlite3.Connection, run: list[_Task]) -> list[str]:
+        return [t.fn(c) for t in run]  # raises on "bad" after writing "x"
+
+    conn.execute("BEGIN IMMEDIATE")
+    outcomes = run_tasks(conn, paths, tasks, run_joint)
+    conn.execute("COMMIT")
+    assert [ok for _, ok, _ in outcomes] == [True, False, True]
+    assert isinstance(outcomes[1][2], StoreError)
+    assert sorted(r[0] for r in conn.execute("SELECT v FROM t")) == ["x", "y"]
+
+
+async def test_requests_grouped_together_see_each_others_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import urbanstack.store.sqlite as sqlite_module
+
+    calls: list[int] = []
+    real_apply = sqlite_module.apply_changes
+
+    def counting_apply(conn: sqlite3.Connection, changes: Any, *args: Any) -> Any:
+        calls.append(len(changes))
+        return real_apply(conn, changes, *args)
+
+    monkeypatch.setattr(sqlite_module, "apply_changes", counting_apply)
+    store = SQLiteStore(tmp_path / "g.db", synchronous="OFF")
+    store.view_renderer = render_default_view
+    await store.open()
+    try:
+        gate = threading.Event()
+        held = asyncio.ensure_future(store._write(None, lambda conn: gate.wait(10)))
+        await asyncio.sleep(0.05)  # the writer is now busy: what follows queues up
+        first = entity(1, stamp(1))
+        pending = [
+            asyncio.ensure_future(store.change_entities(None, [create(first)])),
+            asyncio.ensure_future(
+                store.change_entities(None, [patch(first["id"], "battery", {"value": 9}, stamp(2))])
+            ),
+            asyncio.ensure_future(store.change_entities(None, [create(entity(1, stamp(3)))])),
+            asyncio.ensure_future(store.change_entities(None, [create(entity(2, stamp(3)))])),
+        ]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await held
+        created, patched, again, other = [r[0] for r in await asyncio.gather(*pending)]
+        stored = await store.get_entity(None, first["id"])
+    finally:
+        await store.close()
+    assert calls == [4]  # one joint call for the four requests
+    assert created.error is None and patched.error is None and other.error is None
+    assert isinstance(again.error, AlreadyExists)
+    assert stored is not None
+    assert stored["attrs"][TERMS.expand("battery")][0]["value"] == 9
 
 
 def test_index_rows_leave_out_the_instances_system_times() -> None:

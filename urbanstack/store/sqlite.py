@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -62,7 +62,7 @@ T = TypeVar("T")
 
 
 class _Task:
-    __slots__ = ("fn", "future", "loop", "tenant", "weight")
+    __slots__ = ("fn", "future", "joint", "loop", "tenant", "weight")
 
     def __init__(
         self,
@@ -71,12 +71,21 @@ class _Task:
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
         weight: int = 1,
+        joint: _ChangeWork | None = None,
     ) -> None:
         self.tenant = tenant
         self.fn = fn
         self.loop = loop
         self.future = future
         self.weight = weight
+        self.joint = joint
+
+
+class _ChangeWork(NamedTuple):
+    """An entity-change task's input, for running it together with its neighbours."""
+
+    changes: Sequence[EntityChange]
+    prepared: dict[int, Prepared]
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -266,7 +275,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             return
         paths = self._write_paths[tenant]
         try:
-            outcomes = run_tasks(conn, paths, tasks)
+            outcomes = run_tasks(conn, paths, tasks, self._run_changes_jointly)
         except Exception as exc:  # the retry could not roll back or begin again
             LOGGER.exception("write group failed")
             with contextlib.suppress(sqlite3.Error):
@@ -308,13 +317,17 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
                 loop.call_soon_threadsafe(_settle, items)
 
     async def _write(
-        self, tenant: str | None, fn: Callable[[sqlite3.Connection], T], weight: int = 1
+        self,
+        tenant: str | None,
+        fn: Callable[[sqlite3.Connection], T],
+        weight: int = 1,
+        joint: _ChangeWork | None = None,
     ) -> T:
         if self._writer is None:
             raise StoreError("The store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Task(tenant, fn, loop, future, weight))
+        self._queue.put(_Task(tenant, fn, loop, future, weight, joint))
         return await future
 
     def _check_tenant(self, tenant: str | None) -> None:
@@ -377,22 +390,52 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         prepared = await self._prepare(tenant, changes)
 
         def run(conn: sqlite3.Connection) -> list[ChangeResult]:
-            results = apply_changes(
-                conn,
-                changes,
-                self._write_paths[tenant].__getitem__,
-                self.view_renderer,
-                prepared,
-                self.keep_history_on_delete,
-            )
-            if self.change_observer is not None:
-                self._queue_notifications(conn, tenant, results)
-            return results
+            return self._apply_changes(conn, tenant, changes, prepared)
 
-        results = await self._write(tenant, run, len(changes))
+        work = _ChangeWork(changes, prepared)
+        results = await self._write(tenant, run, len(changes), work)
         if self.commit_listener is not None:
             self.commit_listener(tenant, results)
         return results
+
+    def _apply_changes(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str | None,
+        changes: Sequence[EntityChange],
+        prepared: dict[int, Prepared],
+    ) -> list[ChangeResult]:
+        """Persist ``changes`` and queue their notifications (writer thread)."""
+        results = apply_changes(
+            conn,
+            changes,
+            self._write_paths[tenant].__getitem__,
+            self.view_renderer,
+            prepared,
+            self.keep_history_on_delete,
+        )
+        if self.change_observer is not None:
+            self._queue_notifications(conn, tenant, results)
+        return results
+
+    def _run_changes_jointly(
+        self, conn: sqlite3.Connection, tasks: Sequence[_Task]
+    ) -> list[list[ChangeResult]]:
+        """Several requests' entity changes as one list (a later change to an id sees the
+        earlier ones), each request's results cut back out in order."""
+        work = [task.joint for task in tasks if task.joint is not None]
+        assert len(work) == len(tasks)
+        prepared: dict[int, Prepared] = {}
+        for item in work:
+            prepared.update(item.prepared)
+        changes = [change for item in work for change in item.changes]
+        results = self._apply_changes(conn, tasks[0].tenant, changes, prepared)
+        split: list[list[ChangeResult]] = []
+        start = 0
+        for item in work:
+            split.append(results[start : start + len(item.changes)])
+            start += len(item.changes)
+        return split
 
     async def _prepare(
         self, tenant: str | None, changes: Sequence[EntityChange]
