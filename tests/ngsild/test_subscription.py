@@ -22,9 +22,7 @@ from urbanstack.ngsild.subscription import (
     Subscription,
     parse_subscription,
     patch_subscription,
-    render_subscription,
     subscription_from_document,
-    subscription_status,
     type_text,
 )
 from urbanstack.ngsild.subscription_match import (
@@ -37,6 +35,7 @@ from urbanstack.ngsild.subscription_match import (
     render_notification_entity,
     selector_keys,
 )
+from urbanstack.ngsild.subscription_render import render_subscription, subscription_status
 from urbanstack.ngsild.typeq import TypeAnd, TypeName, TypeOr, parse_type_query
 
 NOW = "2025-01-01T00:00:00.000000Z"

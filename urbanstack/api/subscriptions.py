@@ -16,7 +16,7 @@ from urbanstack.api.http import (
 )
 from urbanstack.api.params import parse_bool, parse_int
 from urbanstack.broker import subscriptions as uc
-from urbanstack.ngsild.subscription import render_subscription
+from urbanstack.ngsild.subscription_render import render_subscription
 
 SUBSCRIPTIONS_PATH = "/ngsi-ld/v1/subscriptions"
 

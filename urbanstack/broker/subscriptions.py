@@ -22,12 +22,12 @@ from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.subscription import (
     NotificationStatus,
     Subscription,
-    is_active,
     parse_subscription,
     patch_subscription,
     subscription_from_document,
 )
 from urbanstack.ngsild.subscription_match import Match, matches_entity, notification_entity
+from urbanstack.ngsild.subscription_render import is_active
 from urbanstack.store.base import OutboxItem, SubscriptionRecord
 
 

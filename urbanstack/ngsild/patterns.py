@@ -11,6 +11,8 @@ timeout and otherwise behaves as ``re``; a search that exceeds the limit raises
 from __future__ import annotations
 
 import re
+import warnings
+from collections.abc import Callable
 from functools import lru_cache
 
 import regex
@@ -76,3 +78,50 @@ def _matches(source: str, ignore_case: bool, full: bool, text: str) -> bool:
         raise PatternTooSlow(
             f"The regular expression {source!r} takes too long to match; simplify it"
         ) from None
+
+
+_POSIX_CLASSES = {
+    "alpha": "a-zA-Z",
+    "digit": "0-9",
+    "alnum": "a-zA-Z0-9",
+    "upper": "A-Z",
+    "lower": "a-z",
+    "space": " \\t\\n\\r\\f\\v",
+    "blank": " \\t",
+    "punct": "!-/:-@\\[-`{-~",
+    "xdigit": "0-9A-Fa-f",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "print": " -~",
+    "graph": "!-~",
+    "word": "a-zA-Z0-9_",
+}
+_POSIX_CLASS_RE = re.compile(r"(?<!\\)\[:([a-z]+):\]")
+
+
+def _translate_posix_classes(pattern: str, fail: Callable[[str], BadRequestData]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in _POSIX_CLASSES:
+            raise fail(f"unknown POSIX character class [:{name}:]")
+        return _POSIX_CLASSES[name]
+
+    return _POSIX_CLASS_RE.sub(replace, pattern)
+
+
+def compile_q_pattern(pattern: str, fail: Callable[[str], BadRequestData]) -> re.Pattern[str]:
+    """A ``q`` ``~=`` pattern compiled (POSIX bracket classes translated), or ``fail(reason)``
+    raised when it is invalid on either engine."""
+    pattern = _translate_posix_classes(pattern, fail)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compiled = re.compile(pattern)
+    except re.error as exc:
+        raise fail(f"invalid regular expression {pattern!r}: {exc.msg}") from None
+    except (OverflowError, RecursionError):
+        raise fail(f"regular expression {pattern!r} is too complex") from None
+    try:
+        check_pattern(pattern)  # the engine that runs it
+    except BadRequestData as err:
+        raise fail(err.detail) from None
+    return compiled

@@ -52,7 +52,8 @@ from urbanstack.ngsild.patterns import pattern_search
 from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.representation import RenderOptions, compact_value, render_entity
 from urbanstack.ngsild.scope import match_scope
-from urbanstack.ngsild.subscription import Subscription, is_active, public_time
+from urbanstack.ngsild.subscription import Subscription
+from urbanstack.ngsild.subscription_render import is_active, public_time
 from urbanstack.ngsild.typeq import match_types, type_names
 
 #: members of an instance holding the value it had before the change, per value member
