@@ -63,7 +63,7 @@ def serve(
     import uvicorn
 
     from urbanstack.api.app import create_app
-    from urbanstack.runtime import tune_garbage_collector
+    from urbanstack.runtime import tune_process
 
     try:
         settings = Settings.from_env(
@@ -78,7 +78,7 @@ def serve(
         _serve_workers(settings)
         return
     app = create_app(settings)
-    tune_garbage_collector()
+    tune_process(settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -130,7 +130,7 @@ def _serve_workers(settings: Settings) -> None:
         err=True,
     )
     uvicorn.run(
-        "urbanstack.api.app:create_app",
+        "urbanstack.api.app:create_worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,

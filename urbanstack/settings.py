@@ -31,6 +31,12 @@ class Settings:
     context_cache_size: int = _setting(256, "Processed @contexts kept in memory")
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma (FULL or NORMAL)")
     sqlite_read_workers: int = _setting(2, "Threads serving SQLite queries")
+    switch_interval_ms: float = _setting(
+        1.0,
+        "Longest time, in milliseconds, a thread keeps Python's interpreter lock while another "
+        "waits for it (CPython's default is 5): shorter lets the database threads, which give "
+        "the lock up on every row, get it back sooner",
+    )
     postgres_pool_size: int = _setting(
         10, "Most connections the PostgreSQL store opens (per process)"
     )
@@ -111,6 +117,8 @@ class Settings:
             raise ValueError("history_retention_days must be 0 (keep all) or more")
         if self.notification_retry_base <= 0 or self.notification_retry_max <= 0:
             raise ValueError("notification_retry_base and notification_retry_max must be > 0")
+        if not 0 < self.switch_interval_ms <= 100:
+            raise ValueError("switch_interval_ms must be above 0 and at most 100")
         if self.notification_batch < 1:
             raise ValueError("notification_batch must be at least 1")
         if self.postgres_pool_size < 1:

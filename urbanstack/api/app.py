@@ -317,3 +317,14 @@ def create_app(
     app.state.ingest = agent
     app.state.southbound = southbound
     return app
+
+
+def create_worker_app() -> Starlette:
+    """The app of one ``serve --workers N`` process (uvicorn's factory), the process tuned
+    as ``serve`` tunes its own (see :func:`urbanstack.runtime.tune_process`)."""
+    from urbanstack.runtime import tune_process
+
+    settings = Settings.from_env()
+    app = create_app(settings)
+    tune_process(settings)
+    return app

@@ -127,7 +127,7 @@ def demo(host: str, port: int, store: str, backfill: timedelta, seed: int, speed
     import uvicorn
 
     from urbanstack.api.app import create_app
-    from urbanstack.runtime import tune_garbage_collector
+    from urbanstack.runtime import tune_process
 
     if store == DEMO_STORE:
         for suffix in ("", "-wal", "-shm"):
@@ -135,7 +135,7 @@ def demo(host: str, port: int, store: str, backfill: timedelta, seed: int, speed
     settings = Settings.from_env(host=host, port=port, store=store, log_level="warning")
     logging.basicConfig(level=logging.WARNING)
     app = create_app(settings)
-    tune_garbage_collector()
+    tune_process(settings)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     )
