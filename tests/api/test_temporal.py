@@ -97,6 +97,24 @@ def test_instances_carry_unit_and_a_unique_instance_id(client: TestClient) -> No
     assert len(set(ids)) == 2 and all(i.startswith("urn:ngsi-ld:") for i in ids)
 
 
+def test_every_kind_of_value_reads_back_exactly(client: TestClient) -> None:
+    values: list[Any] = [
+        0.1,
+        1 / 3,
+        -0.0,
+        2**62 + 1,
+        1e300,  # beyond what a one-step read carries exactly: read row by row
+        True,
+        'Thành phố Huế "quoted" \\ \u0001',
+        {"levels": [1.5, None, "x"], "gate": {"open": False}},
+        [3, 2, 1],
+    ]
+    record_readings(client, values)
+    assert values_of(temporal(client)) == values
+    assert values_of(temporal(client, lastN=3)) == values[-3:]
+    assert all(i["unitCode"] == "GQ" for i in temporal(client)["pm25"])
+
+
 def test_batch_upsert_and_partial_update_are_recorded(client: TestClient) -> None:
     body = {"id": AQ, "type": "AirQualityObserved", "pm25": pm25(5, at(0))}
     assert client.post(f"{BASE}/entityOperations/upsert", json=[body]).status_code == 201
@@ -360,6 +378,30 @@ def test_ld_json_answer_carries_the_context(client: TestClient) -> None:
 
 def aggregated(client: TestClient, **params: Any) -> dict[str, Any]:
     return temporal(client, options="aggregatedValues", aggrMethods=ALL_METHODS, **params)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.1, 0.2, 1 / 3], [1e150, 2e150, -1e149]],  # the second: beyond one-step reads
+    ids=["decimals", "beyond-1e100"],
+)
+def test_aggregates_are_exact_to_the_last_bit(client: TestClient, values: list[float]) -> None:
+    record_readings(client, values)
+    body = aggregated(client)["pm25"]
+    assert body["sum"][0][0] == values[0] + values[1] + values[2]
+    assert body["min"][0][0] == min(values)
+    assert body["max"][0][0] == max(values)
+    assert body["sumsq"][0][0] == values[0] ** 2 + values[1] ** 2 + values[2] ** 2
+
+
+def test_sums_beyond_the_float_range_answer_without_a_value(client: TestClient) -> None:
+    record_readings(client, [1.5e308, 1.5e308, 1e200])
+    body = aggregated(client)["pm25"]
+    assert body["totalCount"][0][0] == 3
+    assert body["max"][0][0] == 1.5e308
+    assert body["sum"][0][0] is None  # infinite: no JSON number
+    assert body["avg"][0][0] is None
+    assert body["sumsq"][0][0] is None
 
 
 def test_all_eight_methods_per_hour_bucket(client: TestClient) -> None:

@@ -44,6 +44,20 @@ _MEASURE_SQL = {
     "kind": "max(kind)",
     "vt": "max(vt)",
 }
+#: the sums again, added up exactly (numeric) and turned into a float afterwards, infinite
+#: beyond the float range: for a series whose float sums overflowed (PostgreSQL raises
+#: where SQLite gives infinity)
+_FLOAT_MAX = "1.7976931348623157e308"
+_EXACT_MEASURE_SQL = {
+    name: (
+        f"(CASE WHEN abs({total}) > {_FLOAT_MAX} THEN sign({total})::float8 * 'Infinity'::float8 "
+        f"ELSE ({total})::float8 END)"
+    )
+    for name, total in (
+        ("sum", "sum(num::numeric)"),
+        ("squares", "sum(num::numeric * num::numeric)"),
+    )
+}
 _METHOD_MEASURES = {
     "totalCount": ("count",),
     "distinctCount": ("distinct",),
@@ -57,12 +71,18 @@ _METHOD_MEASURES = {
 
 
 async def aggregate_instances(
-    conn: asyncpg.Connection, schema: str, series: list[Series], query: TemporalQuery
+    conn: asyncpg.Connection,
+    schema: str,
+    series: list[Series],
+    query: TemporalQuery,
+    *,
+    exact_sums: bool = False,
 ) -> dict[str, list[AttributeAggregate]]:
-    """Each series' instances in the time range, aggregated per period by SQL."""
+    """Each series' instances in the time range, aggregated per period by SQL; with
+    ``exact_sums``, sums in numeric (slower; for values whose float sums overflow)."""
     out: dict[str, list[AttributeAggregate]] = {}
     for sid, attr, ds in series:
-        aggregate = await _aggregate_series(conn, schema, sid, attr, ds, query)
+        aggregate = await _aggregate_series(conn, schema, sid, attr, ds, query, exact_sums)
         if aggregate is not None:
             out.setdefault(attr, []).append(aggregate)
     return out
@@ -77,7 +97,13 @@ _NOT_DELETION = (
 
 
 async def _aggregate_series(
-    conn: asyncpg.Connection, schema: str, sid: int, attr: str, ds: str, query: TemporalQuery
+    conn: asyncpg.Connection,
+    schema: str,
+    sid: int,
+    attr: str,
+    ds: str,
+    query: TemporalQuery,
+    exact_sums: bool,
 ) -> AttributeAggregate | None:
     aggregation = query.aggregation
     assert aggregation is not None
@@ -94,7 +120,8 @@ async def _aggregate_series(
         return None
     low, high = query.time.bounds() if query.time is not None else (None, None)
     names = measure_names(aggregation.methods, _METHOD_MEASURES)
-    measures = ", ".join(f"{_MEASURE_SQL[n]} AS {n}" for n in names)
+    sql_of = {**_MEASURE_SQL, **_EXACT_MEASURE_SQL} if exact_sums else _MEASURE_SQL
+    measures = ", ".join(f"{sql_of[n]} AS {n}" for n in names)
     origin = low if low is not None else span["first"]
     period = aggregation.period
     after = len(time_params) + 2  # the next free parameter number

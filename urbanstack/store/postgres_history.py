@@ -409,14 +409,17 @@ async def load_history(
     entity_id: str,
     types: list[str],
     query: TemporalQuery,
+    *,
+    exact_sums: bool = False,
 ) -> TemporalEntity:
-    """One entity's history as :class:`TemporalEntity` (instances or aggregates)."""
+    """One entity's history as :class:`TemporalEntity` (instances or aggregates; see
+    ``aggregate_instances`` for ``exact_sums``)."""
     from urbanstack.store.postgres_aggregate import aggregate_instances
 
     wanted = sorted(query.attrs) if query.attrs is not None else None
     series = await series_of(conn, schema, eid, wanted)
     if query.aggregation is not None:
-        aggregates = await aggregate_instances(conn, schema, series, query)
+        aggregates = await aggregate_instances(conn, schema, series, query, exact_sums=exact_sums)
         return TemporalEntity(entity_id, types, {}, aggregates)
     rows, window = await read_instances(conn, schema, series, query)
     return TemporalEntity(entity_id, types, rows, None, window)

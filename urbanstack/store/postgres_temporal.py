@@ -7,7 +7,7 @@ Kept apart from ``postgres.py`` for size; it uses the store's pool and transacti
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 
@@ -16,6 +16,8 @@ from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.temporal import TemporalQuery
 from urbanstack.store import postgres_history as history
 from urbanstack.store.base import TemporalPage, validate_tenant
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from urbanstack.store.postgres import PostgresStore
@@ -39,6 +41,7 @@ class PostgresHistory(_Base):
         schema: str,
         entity_ids: Sequence[str],
         query: TemporalQuery,
+        exact_sums: bool = False,
     ) -> list[TemporalEntity]:
         rows = await conn.fetch(
             f"SELECT eid, id, types FROM {schema}.temporal_entities WHERE id = ANY($1::text[])",
@@ -53,7 +56,13 @@ class PostgresHistory(_Base):
                 continue
             out.append(
                 await history.load_history(
-                    conn, schema, row["eid"], entity_id, list(row["types"]), query
+                    conn,
+                    schema,
+                    row["eid"],
+                    entity_id,
+                    list(row["types"]),
+                    query,
+                    exact_sums=exact_sums,
                 )
             )
         return out
@@ -64,13 +73,17 @@ class PostgresHistory(_Base):
         tenant = validate_tenant(tenant)
 
         async def run(conn: asyncpg.Connection, schema: str) -> TemporalEntity | None:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                found = await conn.fetchval(
-                    f"SELECT 1 FROM {schema}.temporal_entities WHERE id = $1", entity_id
-                )
-                if found is None:
-                    return None
-                return (await self._history_of(conn, schema, [entity_id], query))[0]
+            async def read(exact_sums: bool) -> TemporalEntity | None:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    found = await conn.fetchval(
+                        f"SELECT 1 FROM {schema}.temporal_entities WHERE id = $1", entity_id
+                    )
+                    if found is None:
+                        return None
+                    entities = await self._history_of(conn, schema, [entity_id], query, exact_sums)
+                    return entities[0]
+
+            return await _with_exact_sums_on_overflow(read)
 
         return await self._read(tenant, run)
 
@@ -80,11 +93,14 @@ class PostgresHistory(_Base):
         tenant = validate_tenant(tenant)
 
         async def run(conn: asyncpg.Connection, schema: str) -> TemporalPage:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                selected = await self._run_query(conn, schema, query, ids=True)
-                ids = [str(i) for i in selected.views or []]
-                entities = await self._history_of(conn, schema, ids, temporal)
-            return TemporalPage(entities, selected.total)
+            async def read(exact_sums: bool) -> TemporalPage:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    selected = await self._run_query(conn, schema, query, ids=True)
+                    ids = [str(i) for i in selected.views or []]
+                    entities = await self._history_of(conn, schema, ids, temporal, exact_sums)
+                return TemporalPage(entities, selected.total)
+
+            return await _with_exact_sums_on_overflow(read)
 
         return await self._read(tenant, run)
 
@@ -300,3 +316,11 @@ async def _export_batch(
         return out, after
     last = rows[-1]
     return out, (last["attr"], last["ds"], last["observed"], last["iid"])
+
+
+async def _with_exact_sums_on_overflow(read: Callable[[bool], Awaitable[T]]) -> T:
+    """``read(False)``, or ``read(True)`` (sums in numeric) when float sums overflowed."""
+    try:
+        return await read(False)
+    except asyncpg.exceptions.NumericValueOutOfRangeError:
+        return await read(True)

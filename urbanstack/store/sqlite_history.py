@@ -30,6 +30,7 @@ from urbanstack.ngsild.history import (
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
 from urbanstack.ngsild.temporal import FixedPeriods, TemporalQuery, bucket_starts
+from urbanstack.store.sqlite_rows import rows_at_once
 
 KIND_CODES = {name: code for code, name in enumerate(ATTRIBUTE_TYPES)}
 MAX_CALENDAR_PERIODS = 10_000
@@ -285,7 +286,7 @@ def _time_clause(query: TemporalQuery, column: str) -> tuple[str, list[int]]:
     return "".join(clauses), params
 
 
-def _history_row(attr: str, r: tuple[Any, ...]) -> HistoryRow:
+def _history_row(attr: str, r: Sequence[Any]) -> HistoryRow:
     # r: observed, iid, has_observed, created, modified, kind, ds, vt, num, val, extra
     return HistoryRow(
         attr,
@@ -321,7 +322,7 @@ def read_instances(
         f"SELECT {_ROW_COLUMNS} FROM attr_instances WHERE eid = ? AND pid = ? AND ds = ?"
         f"{time_sql} ORDER BY {column} {order}, iid {order} LIMIT ?"
     )
-    by_attr: dict[str, list[list[tuple[Any, ...]]]] = {}
+    by_attr: dict[str, list[Sequence[Sequence[Any]]]] = {}
     for (pid, ds), attr in series.items():
         raw = conn.execute(sql, (eid, pid, ds, *time_params, fetch)).fetchall()
         if raw:
@@ -454,7 +455,8 @@ def _aggregate_series(
         params += [eid, pid, ds, *time_params]
     buckets: list[AggregateBucket] = []
     kind = "Property"
-    for r in conn.execute(sql, params):
+    found = rows_at_once(conn, sql, params, len(names) + 1)
+    for r in found if found is not None else conn.execute(sql, params):
         measured = dict(zip(names, r[1:], strict=True))
         kind = ATTRIBUTE_TYPES[measured["kind"]]
         start, stop = periods[r[0]]
