@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
+#: largest batch of one subscription's pending notifications read on the event loop
+INLINE_PENDING_LIMIT = 1000
 _COLUMNS = (
     "id, doc, times_sent, times_failed, last_notification, last_success, last_failure, failing"
 )
@@ -174,6 +176,10 @@ class SQLiteSubscriptions(_Base):
                     pending[sub_id] = [PendingNotification(*r) for r in rows]
             return pending
 
+        if subscription_id is not None and limit <= INLINE_PENDING_LIMIT:
+            # one subscription's next batch: an index range of at most ``limit`` rows, read
+            # on the event loop like an entity by id (no thread hop, no lock hand-over per row)
+            return await self._point_read(tenant, run)
         return await self._read(tenant, run)
 
     async def record_deliveries(self, tenant: str | None, reports: list[DeliveryReport]) -> None:
