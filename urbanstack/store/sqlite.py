@@ -483,8 +483,9 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         tenant = validate_tenant(tenant)
 
         def run(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute(
-                "SELECT doc, view FROM entities WHERE id = ?", (entity_id,)
+            row = conn.execute(  # the document only for rows stored before views were
+                "SELECT CASE WHEN view IS NULL THEN doc END, view FROM entities WHERE id = ?",
+                (entity_id,),
             ).fetchone()
             return self._view(row[0], row[1]) if row else None
 
