@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from urbanstack.store.sqlite_rows import EXACT_REAL_LIMIT, rows_at_once
@@ -54,13 +54,16 @@ values = st.one_of(
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(values, values), max_size=20))
+@example([(None, -0.0), (0.0, 5e-324)])  # zeros (sign lost by printf: read row by row)
+@example([("a\x00b", 2**63 - 1), (-(2**63), 9.999999999999999e99)])
 def test_rows_are_those_of_a_row_by_row_read(
     conn: sqlite3.Connection, rows: list[tuple[Any, Any]]
 ) -> None:
     stored(conn, rows)
     at_once, one_by_one = both_ways(conn, "SELECT k, a, b FROM t ORDER BY k")
-    assert at_once is not None
-    assert same_values(at_once, one_by_one)
+    has_zero = any(isinstance(v, float) and v == 0 for row in rows for v in row)
+    assert (at_once is None) == has_zero
+    assert at_once is None or same_values(at_once, one_by_one)
 
 
 def test_the_order_of_the_query_is_kept(conn: sqlite3.Connection) -> None:
@@ -71,7 +74,7 @@ def test_the_order_of_the_query_is_kept(conn: sqlite3.Connection) -> None:
 
 
 def test_grouped_rows_come_out_as_sqlite_groups_them(conn: sqlite3.Connection) -> None:
-    stored(conn, [(i % 7, i * 0.1) for i in range(100)])
+    stored(conn, [(i % 7, i * 0.1 + 0.05) for i in range(100)])
     sql = "SELECT a, sum(b), count(*) FROM t GROUP BY a"
     at_once, one_by_one = both_ways(conn, sql)
     assert at_once is not None and same_values(at_once, one_by_one)
@@ -82,7 +85,7 @@ def test_an_empty_result_is_an_empty_list(conn: sqlite3.Connection) -> None:
     assert rows_at_once(conn, "SELECT k, a, b FROM t", (), 3) == []
 
 
-@pytest.mark.parametrize("value", [b"\x00bytes", 1e100, -3e250, math.inf, -math.inf])
+@pytest.mark.parametrize("value", [b"\x00bytes", 1e100, -3e250, math.inf, -math.inf, 0.0, -0.0])
 def test_a_value_json_cannot_carry_exactly_refuses(conn: sqlite3.Connection, value: Any) -> None:
     stored(conn, [(1, "fine"), (2, value)])
     assert rows_at_once(conn, "SELECT k, a, b FROM t ORDER BY k", (), 3) is None

@@ -8,9 +8,9 @@ makes SQLite build the whole result as one JSON document (one step, one wait) an
 it with orjson.
 
 Only exact round trips are taken: integers and text go through JSON unchanged and reals
-are written with 17 significant digits; a BLOB, or a real too large for SQLite's decimal
-conversion to be exact (|x| >= 1e100), makes the function answer None and the caller
-reads the rows one by one as before.
+are written with 17 significant digits; a BLOB, a real too large for SQLite's decimal
+conversion to be exact (|x| >= 1e100) or a real zero (its sign would be lost) makes the
+function answer None and the caller reads the rows one by one as before.
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ def _cell(column: str) -> str:
 
 
 def _inexact(column: str) -> str:
-    # a CASE, not AND: SQLite may evaluate both sides, and abs() of the smallest integer overflows
+    # a CASE, not AND: SQLite may evaluate both sides, and abs() of the smallest integer
+    # overflows; a real zero counts as inexact because printf writes -0.0 as 0.0 and no core
+    # SQL function tells the two apart
     return (
-        f"CASE typeof({column}) WHEN 'real' THEN abs({column}) >= {EXACT_REAL_LIMIT} "
+        f"CASE typeof({column}) WHEN 'real' THEN "
+        f"abs({column}) >= {EXACT_REAL_LIMIT} OR {column} = 0 "
         f"ELSE typeof({column}) = 'blob' END"
     )
 
