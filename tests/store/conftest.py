@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -24,3 +25,17 @@ async def store(store_url: str) -> AsyncIterator[EntityStore]:
         yield backend
     finally:
         await backend.close()
+
+
+@pytest.fixture
+def forbid_reader_threads(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], None]:
+    """Make a SQLite store's reads on its reader threads fail, to show which reads do not
+    use them (those that run on the event loop)."""
+
+    def forbid(store: Any) -> None:
+        async def no_reader_threads(*args: Any) -> Any:
+            raise AssertionError("went to a reader thread")
+
+        monkeypatch.setattr(store, "_read", no_reader_threads)
+
+    return forbid

@@ -3,6 +3,7 @@ loop; the heads of every subscription (unbounded) on the reader threads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,8 @@ from urbanstack.store.sqlite import SQLiteStore
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_one_subscriptions_batch_is_read_without_the_reader_threads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, forbid_reader_threads: Callable[[Any], None]
 ) -> None:
     store = SQLiteStore(tmp_path / "o.db", synchronous="OFF")
     await store.open()
@@ -28,10 +24,7 @@ async def test_one_subscriptions_batch_is_read_without_the_reader_threads(
         items = [OutboxItem("urn:sub:1", f"urn:e:{n}", b"{}") for n in range(5)]
         await store.queue_notifications(None, [*items, OutboxItem("urn:sub:2", "urn:e:9", b"{}")])
 
-        async def no_reader_threads(*args: Any) -> Any:
-            raise AssertionError("went to a reader thread")
-
-        monkeypatch.setattr(store, "_read", no_reader_threads)
+        forbid_reader_threads(store)
         batch = await store.pending_notifications(None, 3, subscription_id="urn:sub:1", after=0)
         assert [row.entity_id for row in batch["urn:sub:1"]] == ["urn:e:0", "urn:e:1", "urn:e:2"]
         with pytest.raises(AssertionError, match="reader thread"):

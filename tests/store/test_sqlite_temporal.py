@@ -3,6 +3,7 @@ read on the event loop, everything else on the reader threads; the answers are t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,6 @@ PM25 = TERMS.expand("pm25")
 NO2 = TERMS.expand("no2")
 T0 = to_micros("2026-11-01T00:00:00.000000Z")
 STATION = "urn:ngsi-ld:AirQualityObserved:hue-1"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.mark.parametrize(
@@ -50,7 +46,7 @@ def test_only_bounded_last_n_reads_are_small(query: TemporalQuery, small: bool) 
 
 
 async def test_a_small_read_answers_without_the_reader_threads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, forbid_reader_threads: Callable[[Any], None]
 ) -> None:
     store = SQLiteStore(tmp_path / "h.db", synchronous="OFF")
     await store.open()
@@ -70,10 +66,7 @@ async def test_a_small_read_answers_without_the_reader_threads(
             None, [EntityChange(STATION, lambda current: Write(entity), history=rows)]
         )
 
-        async def no_reader_threads(*args: Any) -> Any:
-            raise AssertionError("went to a reader thread")
-
-        monkeypatch.setattr(store, "_read", no_reader_threads)
+        forbid_reader_threads(store)
         recent = TemporalQuery(last_n=3, attrs=frozenset({PM25}))
         last = await store.get_history(None, STATION, recent)
         assert last is not None
