@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from urbanstack.ingest.agent import DeviceMessage, IngestAgent, IngestOutcome
+from urbanstack.ingest.paho_tables import share_property_tables
 from urbanstack.ngsild.model import now_timestamp
 from urbanstack.store.base import EntityStore
 
@@ -89,6 +90,7 @@ class MqttSouthbound:
     async def start(self) -> None:
         """Connect in the background (retrying with back-off) and start receiving."""
         self._loop = asyncio.get_running_loop()
+        share_property_tables()
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
