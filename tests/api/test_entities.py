@@ -268,6 +268,34 @@ def test_retrieve_unknown_entity_answers_404_resource_not_found(client: TestClie
     assert_problem(response, 404, "ResourceNotFound")
 
 
+def test_retrieve_answers_json_of_its_length_linking_the_core_context(
+    client: TestClient,
+) -> None:
+    create(client, air_quality())
+
+    response = client.get(f"{ENTITIES}/{AQ_ID}")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert response.headers["link"].startswith("<https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core")
+    assert response.json()["id"] == AQ_ID
+
+
+def test_retrieve_with_an_empty_query_string_answers_the_default_view(
+    client: TestClient,
+) -> None:
+    create(client, air_quality())
+
+    plain = client.get(f"{ENTITIES}/{AQ_ID}")
+    empty = client.get(f"{ENTITIES}/{AQ_ID}?")
+    concise = client.get(f"{ENTITIES}/{AQ_ID}?format=concise")
+
+    assert empty.content == plain.content
+    assert concise.json()["pm25"]["value"] == plain.json()["pm25"]["value"]
+    assert "type" not in concise.json()["pm25"]
+
+
 def test_retrieve_with_invalid_entity_id_answers_400(client: TestClient) -> None:
     response = client.get(f"{ENTITIES}/not-a-uri")
 

@@ -17,10 +17,12 @@ from urbanstack.api.http import (
     json_response,
     negotiate,
     no_content,
+    query_of,
     raw_json_response,
     read_json,
     request_terms,
     strip_context,
+    view_response,
 )
 from urbanstack.api.http import JSON_LD as LD
 from urbanstack.api.params import entity_query_from_params, parse_bool, render_options
@@ -116,11 +118,11 @@ async def retrieve_entity(request: Request) -> Response:
     broker = broker_of(request)
     accept = negotiate(request, geo=True)
     terms = await request_terms(request)
-    opts = render_options(request.query_params, terms)
+    opts = render_options(query_of(request), terms)
     entity_id = request.path_params["entityId"]
     if _default_view_wanted(accept, terms, opts):
         view = await uc.retrieve_entity_view(broker, caller_of(request), entity_id)
-        return raw_json_response(view, terms=terms)
+        return view_response(view, terms)
     entity = await uc.retrieve_entity(broker, caller_of(request), entity_id)
     if accept == GEO_JSON:
         return json_response(render_feature(entity, terms, opts), terms=terms, accept=accept)

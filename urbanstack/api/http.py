@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -209,6 +210,42 @@ def raw_json_response(
     headers = dict(headers or {})
     headers["Link"] = ", ".join([context_link(terms), *(links or [])])
     return Response(body, media_type=JSON, headers=headers)
+
+
+class ReadyJSONResponse(Response):
+    """A 200 application/json answer whose body and header lines are ready: Starlette's
+    header assembly is a tenth of a retrieval by id, the platform's most frequent request."""
+
+    media_type = JSON
+
+    def __init__(self, body: bytes, header_lines: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = 200
+        self.body = body
+        self.background = None
+        self.raw_headers = [(b"content-length", str(len(body)).encode()), *header_lines]
+
+
+_view_header_lines: dict[int, tuple[TermMap, list[tuple[bytes, bytes]]]] = {}
+
+
+def view_response(view: bytes, terms: TermMap) -> Response:
+    """A stored view as an application/json answer with its @context Link header."""
+    known = _view_header_lines.get(id(terms))
+    if known is None or known[0] is not terms:
+        link = context_link(terms).encode("latin-1")
+        known = (terms, [(b"content-type", JSON.encode()), (b"link", link)])
+        if len(_view_header_lines) > 256:  # contexts come and go: keep the map small
+            _view_header_lines.clear()
+        _view_header_lines[id(terms)] = known
+    return ReadyJSONResponse(view, known[1])
+
+
+_NO_QUERY: Mapping[str, str] = {}
+
+
+def query_of(request: Request) -> Mapping[str, str]:
+    """The query parameters; an empty query string is not parsed at all."""
+    return request.query_params if request.scope.get("query_string") else _NO_QUERY
 
 
 def no_content(headers: dict[str, str] | None = None, status: int = 204) -> Response:
