@@ -22,6 +22,7 @@ queries' medians < 15 ms; two processes ≥ 1.5 × one process on retrieve by id
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -88,9 +89,44 @@ def workloads(port: int, dataset: harness.Dataset, queries: int, rng: random.Ran
     return {"value": by_value, "near": by_place}
 
 
-def retrieve(port: int, duration: int, data_dir: Path) -> harness.WrkResult:
+def cpu_by_group(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the API processes (the server and its children), the
+    PostgreSQL cluster and wrk (Linux /proc)."""
+    procs: dict[int, tuple[str, int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        procs[int(entry.name)] = (comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    groups = {"api": 0.0, "postgres": 0.0, "wrk": 0.0}
+    for pid, (comm, ppid, seconds) in procs.items():
+        if pid == server_pid or ppid == server_pid:
+            groups["api"] += seconds
+        elif comm.startswith("postgres"):
+            groups["postgres"] += seconds
+        elif comm == "wrk":
+            groups["wrk"] += seconds
+    return groups
+
+
+def retrieve(server: Server, duration: int, data_dir: Path) -> dict[str, float]:
+    """Requests per second of wrk on GET /entities/{id}, and the CPU microseconds per
+    request of the API processes and of PostgreSQL meanwhile."""
     env = {"BENCH_DATA": str(data_dir), "BENCH_EXPECT": "200"}
-    return harness.run_wrk("retrieve.lua", port, duration, env)
+    before = cpu_by_group(server.proc.pid)
+    result = harness.run_wrk("retrieve.lua", server.port, duration, env)
+    after = cpu_by_group(server.proc.pid)
+    count = max(1, result.requests)
+    return {
+        "rps": result.rps,
+        **{f"{k}_us": (after[k] - before[k]) * 1e6 / count for k in ("api", "postgres")},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,16 +154,17 @@ def main(argv: list[str] | None = None) -> int:
                     if loaded.failures:
                         raise RuntimeError(f"{name} load failed: {loaded.failures[:2]}")
                     found = workloads(server.port, dataset, args.queries, random.Random(5))
-                    one = retrieve(server.port, args.duration, workdir / "data")
-                    results[name] = {"upsert": loaded.rate, **found, "retrieve": one.rps}
+                    one = retrieve(server, args.duration, workdir / "data")
+                    results[name] = {"upsert": loaded.rate, **found, "retrieve": one["rps"]}
+                    results[name]["retrieve_cpu"] = one
                 finally:
                     server.stop()
                 if name == "postgres":
                     two = serve("postgres-2", url, workdir, workers=2)
                     try:
-                        results[name]["retrieve2"] = retrieve(
-                            two.port, args.duration, workdir / "data"
-                        ).rps
+                        two_result = retrieve(two, args.duration, workdir / "data")
+                        results[name]["retrieve2"] = two_result["rps"]
+                        results[name]["retrieve2_cpu"] = two_result
                     finally:
                         two.stop()
         finally:
@@ -172,6 +209,15 @@ def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
         f"{'retrieve by id, 2 processes (req/s)':44} {'(one writer)':>16} {pg['retrieve2']:16,.0f}"
         f"  x{ratio:.2f} (>= x{TARGET_SCALING}): {verdict(ratio >= TARGET_SCALING)}"
     )
+    print()
+    print("CPU per retrieval (µs), API processes / PostgreSQL:")
+    for label, cpu in (
+        ("SQLite, 1 process", sq["retrieve_cpu"]),
+        ("PostgreSQL, 1 process", pg["retrieve_cpu"]),
+        ("PostgreSQL, 2 processes", pg["retrieve2_cpu"]),
+    ):
+        pg_part = f" / {cpu['postgres_us']:5.0f}" if label.startswith("PostgreSQL") else ""
+        print(f"   {label:28} {cpu['api_us']:5.0f}{pg_part}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,14 @@ _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs on release, once asyncpg rolled back any open
+    transaction: nothing. The store keeps no session state on pooled connections (no LISTEN,
+    no session advisory lock, no SET but the search path set once by ``_init_connection``),
+    so asyncpg's default reset query (UNLISTEN, RESET ALL, ...) would cost a round trip per
+    request and undo that search path."""
+
+
 class PostgresStore(
     PostgresCoordination,
     PostgresHistory,
@@ -131,6 +139,7 @@ class PostgresStore(
                 min_size=1,
                 max_size=self.pool_size,
                 init=self._init_connection,
+                reset=_keep_session,
                 # JIT compiles for hundreds of milliseconds: never worth it for short queries
                 server_settings={"jit": "off"},
             )
