@@ -123,6 +123,23 @@ def test_concurrent_writers_to_one_entity_lose_no_update(workers: Workers) -> No
     assert len(readings) == 8 * 25
 
 
+def knows_the_subscription(client: httpx.Client, url: str, receiver: Any, pid: int) -> bool:
+    """Update a probe entity through ``client``'s process until a notification of it
+    arrives: then that process matches the new subscription."""
+    probe = f"urn:ngsi-ld:WaterLevelObserved:probe-{pid}"
+    deadline = time.monotonic() + 30
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
+        level = {"type": "Property", "value": attempt}
+        entity = {"id": probe, "type": "WaterLevelObserved", "level": level}
+        reply = client.post(f"{url}{NGSI}/entityOperations/upsert", json=[entity])
+        assert reply.status_code in (201, 204)
+        if wait_for(lambda: any(item["id"] == probe for item in receiver.data()), timeout=1):
+            return True
+    return False
+
+
 def test_each_notification_is_delivered_once_by_one_process(workers: Workers) -> None:
     receiver = HttpReceiver().start()
     try:
@@ -133,15 +150,8 @@ def test_each_notification_is_delivered_once_by_one_process(workers: Workers) ->
         }
         reply = httpx.post(f"{workers.url}{NGSI}/subscriptions", json=subscription)
         assert reply.status_code == 201
-        time.sleep(1.0)  # the other process hears of the subscription
-        entity = {
-            "id": GAUGE,
-            "type": "WaterLevelObserved",
-            "level": {"type": "Property", "value": -1},
-        }
-        assert httpx.post(f"{workers.url}{NGSI}/entities", json=entity).status_code == 201
         clients: list[httpx.Client] = []  # keep-alive connections to both processes
-        pids: set[int] = set()
+        pids: list[int] = []
         deadline = time.monotonic() + 30
         while len(pids) < 2 and time.monotonic() < deadline:
             client = httpx.Client(timeout=30)
@@ -150,10 +160,19 @@ def test_each_notification_is_delivered_once_by_one_process(workers: Workers) ->
                 client.close()
                 time.sleep(0.05)
                 continue
-            pids.add(pid)
+            pids.append(pid)
             clients.append(client)
         assert len(pids) == 2
         try:
+            for pid, client in zip(pids, clients, strict=True):
+                assert knows_the_subscription(client, workers.url, receiver, pid)
+            entity = {
+                "id": GAUGE,
+                "type": "WaterLevelObserved",
+                "level": {"type": "Property", "value": -1},
+            }
+            reply = clients[0].post(f"{workers.url}{NGSI}/entities", json=entity)
+            assert reply.status_code == 201
             for value in range(60):
                 patch = {"level": {"type": "Property", "value": value}}
                 client = clients[value % len(clients)]
@@ -164,7 +183,7 @@ def test_each_notification_is_delivered_once_by_one_process(workers: Workers) ->
                 client.close()
 
         def levels() -> list[int]:
-            return [item["level"]["value"] for item in receiver.data()]
+            return [item["level"]["value"] for item in receiver.data() if item["id"] == GAUGE]
 
         assert wait_for(lambda: len(levels()) >= 61, timeout=30)
         time.sleep(1.0)  # a duplicate would arrive now
