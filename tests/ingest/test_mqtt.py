@@ -165,6 +165,32 @@ def test_no_acknowledged_message_is_lost_when_the_mqtt_broker_restarts(
     )
 
 
+def test_a_dead_mqtt_client_process_is_replaced_and_loses_nothing(
+    app: TestClient, device: Publisher
+) -> None:
+    southbound = app.app.state.southbound  # type: ignore[attr-defined]
+    for n in range(50):
+        device.publish("/river/kim-long/attrs", {"n": n})
+    first = southbound._child
+    first.kill()  # in the middle of receiving: some messages were never acknowledged
+    for n in range(50, 100):
+        device.publish("/river/kim-long/attrs", {"n": n})
+    assert wait_for(lambda: southbound._child is not first and connected(app), timeout=30)
+    assert wait_for(lambda: set(sequence_numbers(app)) == set(range(100)), timeout=30), sorted(
+        set(range(100)) - set(sequence_numbers(app))
+    )
+
+
+def test_the_mqtt_client_process_ends_with_the_platform(
+    store_url: str, mosquitto: Mosquitto, client_id: str
+) -> None:
+    with platform(store_url, mosquitto, client_id) as client:
+        assert connected(client)
+        child = client.app.state.southbound._child  # type: ignore[attr-defined]
+        assert child.is_alive()
+    assert not child.is_alive()
+
+
 def test_messages_sent_while_the_platform_is_down_arrive_when_it_is_back(
     store_url: str, mosquitto: Mosquitto, client_id: str, device: Publisher
 ) -> None:

@@ -1,13 +1,15 @@
 """The MQTT southbound: measures published on ``/<apikey>/<device_id>/attrs``.
 
-A paho-mqtt client (MQTT 5, QoS 1) runs its network loop in its own thread and hands
-messages to the event loop in bursts. Acknowledgements are manual: a message is
+A paho-mqtt client (MQTT 5, QoS 1) runs in a child process (:mod:`.mqtt_process`), so
+that decoding packets does not compete with the API for the interpreter lock; it hands
+messages to this process in batches. Acknowledgements are manual: a message is
 acknowledged only after the agent committed it, and the session is persistent
 (``clean_start`` off, a session expiry), so the MQTT broker re-sends whatever was not
-acknowledged when this node, the broker or the connection went down. Reconnection is
-paho's, with exponential back-off. Topics follow the FIWARE IoT Agent for JSON:
-``/<apikey>/<device_id>/attrs`` and ``/json/<apikey>/<device_id>/attrs`` carry a JSON
-object (or array) of measures; ``.../attrs/<name>`` carries one raw value.
+acknowledged when this node, the child, the broker or the connection went down. If the
+child dies it is started again (with back-off). Reconnection is paho's, with exponential
+back-off. Topics follow the FIWARE IoT Agent for JSON: ``/<apikey>/<device_id>/attrs`` and
+``/json/<apikey>/<device_id>/attrs`` carry a JSON object (or array) of measures;
+``.../attrs/<name>`` carries one raw value.
 """
 
 from __future__ import annotations
@@ -15,23 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import threading
-from collections import deque
+from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from urbanstack.ingest.agent import DeviceMessage, IngestAgent, IngestOutcome
-from urbanstack.ingest.paho_tables import share_property_tables
+from urbanstack.ingest.mqtt_process import ClientConfig, run_client
 from urbanstack.ngsild.model import now_timestamp
 from urbanstack.store.base import EntityStore
 
 LOGGER = logging.getLogger(__name__)
-TOPICS = ("/+/+/attrs", "/+/+/attrs/+", "/json/+/+/attrs", "/json/+/+/attrs/+")
-SESSION_EXPIRY_S = 7 * 24 * 3600
+#: seconds before starting a child that died, doubled each time up to the maximum
+CHILD_RESTART_S = (0.5, 30.0)
 
 
 def parse_topic(topic: str) -> tuple[str, str, str | None] | None:
@@ -70,128 +69,149 @@ class MqttSouthbound:
         if parts.scheme not in ("mqtt", "mqtts"):
             raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {url!r}")
         self.agent = agent
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        self.tls = parts.scheme == "mqtts"
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        self.client_id = client_id
-        self.receive_maximum = receive_maximum
-        self.shared_group = shared_group
-        self.reconnect = (reconnect_min_s, reconnect_max_s)
+        self.config = ClientConfig(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
+            tls=parts.scheme == "mqtts",
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            client_id=client_id,
+            receive_maximum=receive_maximum,
+            shared_group=shared_group,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
+            log_level=logging.getLogger("urbanstack").getEffectiveLevel(),
+        )
         self.connected = threading.Event()
-        self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: deque[tuple[int, mqtt.MQTTMessage]] = deque()
-        self._drain_scheduled = False
-        self._lock = threading.Lock()
-        self._generation = 0  # connections so far: a message id is only valid in its own
+        self._child: Any = None  # multiprocessing.Process
+        self._acks_out: Connection | None = None
+        self._acks: list[tuple[int, int, int]] = []
+        self._generation = 0  # the child's connections: a message id is valid in its own
+        self._children = 0  # children started: a new child starts its generations anew
+        self._stopping = False
+        self._supervisor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Connect in the background (retrying with back-off) and start receiving."""
+        """Start the child (connecting in the background, retrying with back-off)."""
         self._loop = asyncio.get_running_loop()
-        share_property_tables()
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if self.username is not None:
-            client.username_pw_set(self.username, self.password)
-        if self.tls:
-            client.tls_set()
-        client.reconnect_delay_set(int(max(1, self.reconnect[0])), int(self.reconnect[1]))
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        properties.ReceiveMaximum = self.receive_maximum
-        client.connect_async(
-            self.host, self.port, keepalive=30, clean_start=False, properties=properties
-        )
-        client.loop_start()
-        self._client = client
+        self._stopping = False
+        self._supervisor = asyncio.create_task(self._supervise(), name="mqtt-child")
 
     async def stop(self) -> None:
-        """Disconnect (unacknowledged messages stay with the MQTT broker's session)."""
-        client, self._client = self._client, None
-        if client is None:
-            return
-        client.disconnect()
-        await asyncio.get_running_loop().run_in_executor(None, client.loop_stop)
+        """Stop the child (unacknowledged messages stay with the MQTT broker's session)."""
+        self._stopping = True
+        self._send_acks()
+        if self._acks_out is not None:
+            with contextlib.suppress(OSError):
+                self._acks_out.send(("stop",))
+        if self._supervisor is not None:
+            await self._supervisor
+            self._supervisor = None
 
-    # --- paho's thread
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = CHILD_RESTART_S[0]
+        while not self._stopping:
+            context = multiprocessing.get_context("spawn")
+            messages_in, messages_out = context.Pipe(duplex=False)
+            acks_in, acks_out = context.Pipe(duplex=False)
+            child = context.Process(
+                target=run_client,
+                args=(self.config, messages_out, acks_in),
+                name="urbanstack-mqtt",
+                daemon=True,
+            )
+            child.start()
+            messages_out.close()
+            acks_in.close()
+            self._children += 1
+            self._child, self._acks_out = child, acks_out
+            reader = threading.Thread(
+                target=self._read_child,
+                args=(messages_in, self._children),
+                name="mqtt-child-reader",
+                daemon=True,
+            )
+            reader.start()
+            await loop.run_in_executor(None, reader.join)
+            await loop.run_in_executor(None, child.join)
+            self.connected.clear()
+            self._acks_out = None
+            acks_out.close()
+            messages_in.close()
+            if self._stopping:
+                break
+            LOGGER.warning("MQTT client process ended (%s); restarting", child.exitcode)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CHILD_RESTART_S[1])
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        if reason.is_failure:
-            LOGGER.warning("MQTT connection to %s:%d refused: %s", self.host, self.port, reason)
-            return
-        with self._lock:
-            self._generation += 1
-        prefix = f"$share/{self.shared_group}/" if self.shared_group else ""
-        client.subscribe([(prefix + topic, 1) for topic in TOPICS])
-        self.connected.set()
-        LOGGER.info("MQTT southbound connected to %s:%d", self.host, self.port)
+    # --- the reader thread
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        self.connected.clear()
-        if self._client is not None:
-            LOGGER.warning("MQTT southbound disconnected (%s); reconnecting", reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self._inbox.append((self._generation, message))
-            if self._drain_scheduled:
+    def _read_child(self, conn: Connection, child: int) -> None:
+        loop = self._loop
+        assert loop is not None
+        while True:
+            try:
+                item = conn.recv()
+            except (EOFError, OSError):
                 return
-            self._drain_scheduled = True
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # a closed loop: we are shutting down
-            self._loop.call_soon_threadsafe(self._drain)
+            with contextlib.suppress(RuntimeError):  # a closed loop: we are shutting down
+                loop.call_soon_threadsafe(self._from_child, child, item)
 
     # --- the event loop
 
-    def _drain(self) -> None:
-        with self._lock:
-            items = list(self._inbox)
-            self._inbox.clear()
-            self._drain_scheduled = False
-        arrival = now_timestamp()  # one burst, one arrival time: formatting it is not free
-        for generation, message in items:
-            self._submit(generation, message, arrival)
+    def _from_child(self, child: int, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "messages":
+            arrival = now_timestamp()  # one burst, one arrival time: formatting it is not free
+            for generation, mid, qos, topic, payload in item[1]:
+                self._submit((child, generation), mid, qos, topic, payload, arrival)
+        elif kind == "connected":
+            self._generation = item[1]
+            self.connected.set()
+        elif kind == "disconnected":
+            self.connected.clear()
 
-    def _submit(self, generation: int, message: mqtt.MQTTMessage, arrival: str) -> None:
-        parsed = parse_topic(message.topic)
+    def _submit(
+        self, origin: tuple[int, int], mid: int, qos: int, topic: str, payload: bytes, arrival: str
+    ) -> None:
+        parsed = parse_topic(topic)
         if parsed is None:
-            self._ack(generation, message, None)
+            self._ack(origin, mid, qos, None)
             return
         apikey, device_id, attribute = parsed
-        payload: Any = message.payload
+        body: Any = payload
         if attribute is not None:
-            payload = {attribute: single_value(message.payload)}
+            body = {attribute: single_value(payload)}
 
         def done(outcome: IngestOutcome | BaseException) -> None:
-            self._ack(generation, message, outcome)
+            self._ack(origin, mid, qos, outcome)
 
-        self.agent.submit(DeviceMessage(apikey, device_id, payload, "MQTT", arrival, done))
+        self.agent.submit(DeviceMessage(apikey, device_id, body, "MQTT", arrival, done))
 
     def _ack(
         self,
-        generation: int,
-        message: mqtt.MQTTMessage,
+        origin: tuple[int, int],
+        mid: int,
+        qos: int,
         outcome: IngestOutcome | BaseException | None,
     ) -> None:
         if isinstance(outcome, BaseException):
             return  # not written: the broker re-sends it after the next reconnection
-        client = self._client
-        if client is None or message.qos == 0 or generation != self._generation:
+        child, generation = origin
+        if qos == 0 or child != self._children or generation != self._generation:
             return  # that connection is gone: the broker re-sends the message
-        client.ack(message.mid, message.qos)
+        if not self._acks:
+            assert self._loop is not None
+            self._loop.call_soon(self._send_acks)
+        self._acks.append((generation, mid, qos))
+
+    def _send_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        if acks and self._acks_out is not None:
+            with contextlib.suppress(OSError):  # the child is gone: the broker re-sends
+                self._acks_out.send(("ack", acks))
 
 
 MQTT_LOCK = "mqtt-southbound"
