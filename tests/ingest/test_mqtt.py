@@ -165,6 +165,15 @@ def test_no_acknowledged_message_is_lost_when_the_mqtt_broker_restarts(
     )
 
 
+def test_health_tells_that_the_mqtt_southbound_is_subscribed(app: TestClient) -> None:
+    assert connected(app)
+    assert app.get("/health").json()["mqtt"] == "subscribed"
+
+
+def test_health_without_mqtt_says_nothing_of_it(client: TestClient) -> None:
+    assert "mqtt" not in client.get("/health").json()
+
+
 def test_a_dead_mqtt_client_process_is_replaced_and_loses_nothing(
     app: TestClient, device: Publisher
 ) -> None:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -250,6 +251,11 @@ def test_invalid_setting_is_reported_without_traceback() -> None:
     assert "URBANSTACK_PORT" in out.stderr and "Traceback" not in out.stderr
 
 
+def health(url: str) -> dict[str, Any]:
+    reply = httpx.get(f"{url}/health")
+    return reply.json() if reply.is_success else {}
+
+
 def test_measures_acknowledged_by_mqtt_survive_a_kill_9_of_the_platform(store_file: Path) -> None:
     import paho.mqtt.client as mqtt
 
@@ -279,6 +285,7 @@ def test_measures_acknowledged_by_mqtt_survive_a_kill_9_of_the_platform(store_fi
         assert httpx.post(server.url + "/iot/devices", json={"devices": [device]}).is_success
         publisher.connect("127.0.0.1", broker.port)
         publisher.loop_start()
+        assert wait_for(lambda: health(server.url).get("mqtt") == "subscribed", timeout=30)
         publish(0)
         assert wait_for(lambda: 0 in seen(server.url), timeout=20)  # subscribed
         for n in range(1, 300):

@@ -15,6 +15,9 @@ from urbanstack.api.http import broker_of, json_response
 async def health(request: Request) -> Response:
     ok = await broker_of(request).store.ping()
     body = {"status": "ok" if ok else "unavailable", "store": "reachable" if ok else "unreachable"}
+    southbound = getattr(request.app.state, "southbound", None)
+    if southbound is not None:  # informational: devices can wait in the MQTT broker
+        body["mqtt"] = southbound.state
     return json_response(body, status=200 if ok else 503)
 
 

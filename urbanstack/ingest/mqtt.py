@@ -92,6 +92,14 @@ class MqttSouthbound:
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
 
+    @property
+    def state(self) -> str:
+        """``standby`` (not started: another process receives), ``connecting`` or
+        ``subscribed`` (measures published from now on reach this node)."""
+        if self._supervisor is None:
+            return "standby"
+        return "subscribed" if self.connected.is_set() else "connecting"
+
     async def start(self) -> None:
         """Start the child (connecting in the background, retrying with back-off)."""
         self._loop = asyncio.get_running_loop()

@@ -9,7 +9,7 @@ that the parent did not commit, so the guarantees of :mod:`urbanstack.ingest.mqt
 whichever process stops: the MQTT broker re-sends what was not acknowledged.
 
 Parent → child: ``("ack", [(generation, mid, qos), ...])`` and ``("stop",)``.
-Child → parent: ``("connected", generation)``, ``("disconnected", reason)`` and
+Child → parent: ``("connected", generation)`` (once subscribed), ``("disconnected", reason)`` and
 ``("messages", [(generation, mid, qos, topic, payload), ...])``.
 """
 
@@ -89,11 +89,20 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
             return
         with pending_lock:
             generation += 1
-            current = generation
         prefix = f"$share/{config.shared_group}/" if config.shared_group else ""
         client.subscribe([(prefix + topic, 1) for topic in TOPICS])
-        send(("connected", current))
         log.info("MQTT southbound connected to %s:%d", config.host, config.port)
+
+    def on_subscribe(
+        client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any
+    ) -> None:
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            log.warning("MQTT broker refused the device topics: %s", failed)
+            return
+        with pending_lock:
+            current = generation
+        send(("connected", current))  # subscribed: from now on measures reach us
 
     def on_disconnect(
         client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
@@ -119,6 +128,7 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
                 send(("messages", batch))
 
     client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
     client.on_disconnect = on_disconnect
     client.on_message = on_message
     properties = Properties(PacketTypes.CONNECT)
