@@ -282,16 +282,16 @@ def test_retrieve_answers_json_of_its_length_linking_the_core_context(
     assert response.json()["id"] == AQ_ID
 
 
-def test_retrieve_with_an_empty_query_string_answers_the_default_view(
-    client: TestClient,
-) -> None:
+def test_retrieve_without_and_with_query_parameters_and_head(client: TestClient) -> None:
     create(client, air_quality())
 
     plain = client.get(f"{ENTITIES}/{AQ_ID}")
-    empty = client.get(f"{ENTITIES}/{AQ_ID}?")
+    head = client.head(f"{ENTITIES}/{AQ_ID}")
     concise = client.get(f"{ENTITIES}/{AQ_ID}?format=concise")
 
-    assert empty.content == plain.content
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == plain.headers["content-length"]
+    assert head.headers["link"] == plain.headers["link"]
     assert concise.json()["pm25"]["value"] == plain.json()["pm25"]["value"]
     assert "type" not in concise.json()["pm25"]
 

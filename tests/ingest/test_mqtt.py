@@ -4,6 +4,7 @@ broker or the platform restarts."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -198,6 +199,19 @@ def test_the_mqtt_client_process_ends_with_the_platform(
         child = client.app.state.southbound._child  # type: ignore[attr-defined]
         assert child.is_alive()
     assert not child.is_alive()
+
+
+def test_stopping_while_a_dead_client_process_waits_for_its_restart_is_prompt(
+    store_url: str, mosquitto: Mosquitto, client_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("urbanstack.ingest.mqtt.CHILD_RESTART_S", (30.0, 30.0))
+    with platform(store_url, mosquitto, client_id) as client:
+        southbound = client.app.state.southbound  # type: ignore[attr-defined]
+        assert connected(client)
+        southbound._child.kill()
+        assert wait_for(lambda: southbound.state == "connecting", timeout=10)
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 5
 
 
 def test_messages_sent_while_the_platform_is_down_arrive_when_it_is_back(

@@ -3,6 +3,7 @@ never handed out inside a transaction."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,14 +47,19 @@ async def test_release_sends_no_reset_query(pg_store: PostgresStore) -> None:
 
 
 async def test_a_transaction_left_open_is_rolled_back_on_release(pg_store: PostgresStore) -> None:
+    table = f"scratch_{uuid.uuid4().hex[:8]}"
     async with pg_store._acquire() as conn:
-        await conn.execute("CREATE TABLE scratch (n integer)")
-    async with pg_store._acquire() as conn:
-        await conn.execute("BEGIN")
-        await conn.execute("INSERT INTO scratch VALUES (1)")
-    async with pg_store._acquire() as conn:  # the pool's only connection
-        assert not conn.is_in_transaction()
-        assert await conn.fetchval("SELECT count(*) FROM scratch") == 0
+        await conn.execute(f"CREATE TABLE {table} (n integer)")
+    try:
+        async with pg_store._acquire() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute(f"INSERT INTO {table} VALUES (1)")
+        async with pg_store._acquire() as conn:  # the pool's only connection
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0
+    finally:
+        async with pg_store._acquire() as conn:
+            await conn.execute(f"DROP TABLE {table}")
 
 
 async def test_session_settings_are_kept_across_releases(pg_store: PostgresStore) -> None:

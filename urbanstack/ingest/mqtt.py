@@ -29,8 +29,16 @@ from urbanstack.ngsild.model import now_timestamp
 from urbanstack.store.base import EntityStore
 
 LOGGER = logging.getLogger(__name__)
-#: seconds before starting a child that died, doubled each time up to the maximum
+#: seconds before starting a child that died, doubled each time up to the maximum (and back
+#: to the minimum once a child got connected)
 CHILD_RESTART_S = (0.5, 30.0)
+#: seconds a child has to end after the stop message before it is killed
+CHILD_STOP_S = 10.0
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def parse_topic(topic: str) -> tuple[str, str, str | None] | None:
@@ -90,6 +98,8 @@ class MqttSouthbound:
         self._generation = 0  # the child's connections: a message id is valid in its own
         self._children = 0  # children started: a new child starts its generations anew
         self._stopping = False
+        self._stop_requested = asyncio.Event()
+        self._connected_once = False
         self._supervisor: asyncio.Task[None] | None = None
 
     @property
@@ -104,26 +114,56 @@ class MqttSouthbound:
         """Start the child (connecting in the background, retrying with back-off)."""
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._supervisor = asyncio.create_task(self._supervise(), name="mqtt-child")
 
     async def stop(self) -> None:
-        """Stop the child (unacknowledged messages stay with the MQTT broker's session)."""
+        """Stop the child (unacknowledged messages stay with the MQTT broker's session);
+        one that does not end within :data:`CHILD_STOP_S` is killed."""
         self._stopping = True
+        self._stop_requested.set()
         self._send_acks()
         if self._acks_out is not None:
             with contextlib.suppress(OSError):
                 self._acks_out.send(("stop",))
-        if self._supervisor is not None:
-            await self._supervisor
-            self._supervisor = None
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(supervisor), CHILD_STOP_S)
+        except TimeoutError:
+            LOGGER.warning("MQTT client process did not stop in %.0f s: killed", CHILD_STOP_S)
+            if self._child is not None:
+                self._child.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(supervisor, CHILD_STOP_S)
+        except Exception:
+            LOGGER.exception("MQTT client supervisor failed")
 
     async def _supervise(self) -> None:
-        loop = asyncio.get_running_loop()
         delay = CHILD_RESTART_S[0]
         while not self._stopping:
-            context = multiprocessing.get_context("spawn")
-            messages_in, messages_out = context.Pipe(duplex=False)
-            acks_in, acks_out = context.Pipe(duplex=False)
+            try:
+                connected_once = await self._run_child()
+            except Exception:
+                LOGGER.exception("MQTT client process could not run")
+                connected_once = False
+            if self._stopping:
+                break
+            if connected_once:
+                delay = CHILD_RESTART_S[0]
+            LOGGER.warning("MQTT client process ended; restarting in %.1f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), delay)
+            delay = min(delay * 2, CHILD_RESTART_S[1])
+
+    async def _run_child(self) -> bool:
+        """Run one child until it ends; True if it got connected meanwhile."""
+        loop = asyncio.get_running_loop()
+        context = multiprocessing.get_context("spawn")
+        messages_in, messages_out = context.Pipe(duplex=False)
+        acks_in, acks_out = context.Pipe(duplex=False)
+        try:
             child = context.Process(
                 target=run_client,
                 args=(self.config, messages_out, acks_in),
@@ -135,37 +175,46 @@ class MqttSouthbound:
             acks_in.close()
             self._children += 1
             self._child, self._acks_out = child, acks_out
+            self._connected_once = False
+            ended = loop.create_future()
             reader = threading.Thread(
                 target=self._read_child,
-                args=(messages_in, self._children),
+                args=(messages_in, self._children, child, ended),
                 name="mqtt-child-reader",
                 daemon=True,
             )
             reader.start()
-            await loop.run_in_executor(None, reader.join)
-            await loop.run_in_executor(None, child.join)
+            await ended
+            return self._connected_once
+        finally:
             self.connected.clear()
             self._acks_out = None
-            acks_out.close()
-            messages_in.close()
-            if self._stopping:
-                break
-            LOGGER.warning("MQTT client process ended (%s); restarting", child.exitcode)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, CHILD_RESTART_S[1])
+            self._acks.clear()
+            for conn in (messages_in, messages_out, acks_in, acks_out):
+                conn.close()
 
     # --- the reader thread
 
-    def _read_child(self, conn: Connection, child: int) -> None:
+    def _read_child(
+        self, conn: Connection, child_number: int, child: Any, ended: asyncio.Future[None]
+    ) -> None:
+        """Forward the child's items to the event loop until its pipe ends; then make sure
+        the child ended too and settle ``ended``."""
         loop = self._loop
         assert loop is not None
-        while True:
-            try:
+        try:
+            while True:
                 item = conn.recv()
-            except (EOFError, OSError):
-                return
-            with contextlib.suppress(RuntimeError):  # a closed loop: we are shutting down
-                loop.call_soon_threadsafe(self._from_child, child, item)
+                with contextlib.suppress(RuntimeError):  # a closed loop: shutting down
+                    loop.call_soon_threadsafe(self._from_child, child_number, item)
+        except (EOFError, OSError):
+            pass
+        except Exception:
+            LOGGER.exception("unreadable item from the MQTT client process: killing it")
+            child.kill()
+        child.join()
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, ended)
 
     # --- the event loop
 
@@ -175,10 +224,11 @@ class MqttSouthbound:
             arrival = now_timestamp()  # one burst, one arrival time: formatting it is not free
             for generation, mid, qos, topic, payload in item[1]:
                 self._submit((child, generation), mid, qos, topic, payload, arrival)
-        elif kind == "connected":
+        elif kind == "connected" and child == self._children:
             self._generation = item[1]
+            self._connected_once = True
             self.connected.set()
-        elif kind == "disconnected":
+        elif kind == "disconnected" and child == self._children:
             self.connected.clear()
 
     def _submit(

@@ -16,8 +16,10 @@ Child → parent: ``("connected", generation)`` (once subscribed), ``("disconnec
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -35,7 +37,7 @@ class ClientConfig:
     port: int
     tls: bool
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     client_id: str
     receive_maximum: int
     shared_group: str
@@ -53,6 +55,10 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
 
     from urbanstack.ingest.paho_tables import share_property_tables
 
+    # the parent decides when this process ends (stop message or its end of the pipe), not
+    # the Ctrl-C or SIGTERM sent to the whole process group
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=config.log_level, format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("urbanstack.ingest.mqtt")
     share_property_tables()
@@ -60,7 +66,8 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
     pending: list[tuple[int, int, int, str, bytes]] = []
     pending_lock = threading.Lock()
     have_messages = threading.Event()
-    generation = 0
+    connections = 0
+    generation = 0  # the current connection's number; 0 while disconnected
     stopping = threading.Event()
 
     def send(item: Any) -> None:
@@ -83,12 +90,13 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
     client.reconnect_delay_set(int(max(1, config.reconnect_min_s)), int(config.reconnect_max_s))
 
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        nonlocal generation
+        nonlocal generation, connections
         if reason.is_failure:
             log.warning("MQTT connection to %s:%d refused: %s", config.host, config.port, reason)
             return
         with pending_lock:
-            generation += 1
+            connections += 1
+            generation = connections
         prefix = f"$share/{config.shared_group}/" if config.shared_group else ""
         client.subscribe([(prefix + topic, 1) for topic in TOPICS])
         log.info("MQTT southbound connected to %s:%d", config.host, config.port)
@@ -107,6 +115,9 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
     def on_disconnect(
         client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
+        nonlocal generation
+        with pending_lock:  # acks of this connection stop here, before paho reconnects
+            generation = 0
         send(("disconnected", str(reason)))
         if not stopping.is_set():
             log.warning("MQTT southbound disconnected (%s); reconnecting", reason)
@@ -137,24 +148,40 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
     client.connect_async(
         config.host, config.port, keepalive=30, clean_start=False, properties=properties
     )
-    client.loop_start()
+    network = threading.Thread(
+        target=client.loop_forever,
+        kwargs={"retry_first_connection": True},
+        name="mqtt-network",
+        daemon=True,
+    )
+    network.start()
     forwarder = threading.Thread(target=forward, name="mqtt-forward", daemon=True)
     forwarder.start()
+    exit_code = 0
     try:
         while True:
             try:
+                if not from_parent.poll(1.0):
+                    if not network.is_alive():  # paho's loop died: let the parent restart us
+                        log.error("the MQTT network loop stopped; the client process ends")
+                        exit_code = 1
+                        break
+                    continue
                 item = from_parent.recv()
             except (EOFError, OSError):
                 break  # the parent is gone: so is everything it did not acknowledge
             if item[0] == "stop":
                 break
+            # under the lock: on_disconnect cannot end the connection halfway through, and
+            # no PUBACK of an ended connection reaches the next one
             with pending_lock:
-                current = generation
-            for gen, mid, qos in item[1]:
-                if gen == current and qos > 0:
-                    client.ack(mid, qos)
+                for gen, mid, qos in item[1]:
+                    if gen == generation and qos > 0:
+                        client.ack(mid, qos)
     finally:
         stopping.set()
         have_messages.set()
         client.disconnect()
-        client.loop_stop()
+        network.join(10)
+    if exit_code:
+        sys.exit(exit_code)
