@@ -4,6 +4,7 @@ broker or the platform restarts."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -176,13 +177,27 @@ def test_health_without_mqtt_says_nothing_of_it(client: TestClient) -> None:
 
 
 def test_a_dead_mqtt_client_process_is_replaced_and_loses_nothing(
-    app: TestClient, device: Publisher
+    app: TestClient, device: Publisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     southbound = app.app.state.southbound  # type: ignore[attr-defined]
+    agent = app.app.state.ingest  # type: ignore[attr-defined]
+    passing = threading.Event()
+    dropped: list[object] = []
+    submit = agent.submit
+
+    def submit_once_passing(message: object) -> None:
+        if passing.is_set():
+            submit(message)
+        else:  # as if lost with the child: never written, never acknowledged
+            dropped.append(message)
+
+    monkeypatch.setattr(agent, "submit", submit_once_passing)
     for n in range(50):
         device.publish("/river/kim-long/attrs", {"n": n})
+    assert wait_for(lambda: len(dropped) >= 50, timeout=10)
     first = southbound._child
-    first.kill()  # in the middle of receiving: some messages were never acknowledged
+    first.kill()  # only the MQTT broker's persistent session still holds messages 0-49
+    passing.set()
     for n in range(50, 100):
         device.publish("/river/kim-long/attrs", {"n": n})
     assert wait_for(lambda: southbound._child is not first and connected(app), timeout=30)
