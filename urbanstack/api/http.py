@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -240,7 +241,7 @@ def view_response(view: bytes, terms: TermMap) -> Response:
     return ReadyJSONResponse(view, known[1])
 
 
-_NO_QUERY: Mapping[str, str] = {}
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 
 def query_of(request: Request) -> Mapping[str, str]:
