@@ -319,6 +319,23 @@ class RssSampler(threading.Thread):
         self.join(2)
 
 
+def process_cpu_table() -> dict[int, tuple[str, int, float]]:
+    """Every process's (command name, parent pid, user + system CPU seconds), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table: dict[int, tuple[str, int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
 class CpuMeter:
     """CPU used by the server under test, by wrk, by this runner and by everything else."""
 

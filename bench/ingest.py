@@ -45,7 +45,7 @@ import httpx
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.broker import free_port
+from bench.broker import free_port, process_cpu_table
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -69,18 +69,12 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its children, such as the server's MQTT
-    client process (Linux /proc)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    client process."""
+    return sum(
+        seconds
+        for child, (_, parent, seconds) in process_cpu_table().items()
+        if pid in (child, parent)
+    )
 
 
 def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -22,7 +22,6 @@ queries' medians < 15 ms; two processes ≥ 1.5 × one process on retrieve by id
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -91,22 +90,10 @@ def workloads(port: int, dataset: harness.Dataset, queries: int, rng: random.Ran
 
 def cpu_by_group(server_pid: int) -> dict[str, float]:
     """CPU seconds used so far by the API processes (the server and its children), the
-    PostgreSQL cluster and wrk (Linux /proc)."""
-    procs: dict[int, tuple[str, int, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        procs[int(entry.name)] = (comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    PostgreSQL cluster and wrk."""
     groups = {"api": 0.0, "postgres": 0.0, "wrk": 0.0}
-    for pid, (comm, ppid, seconds) in procs.items():
-        if pid == server_pid or ppid == server_pid:
+    for pid, (comm, ppid, seconds) in harness.process_cpu_table().items():
+        if server_pid in (pid, ppid):
             groups["api"] += seconds
         elif comm.startswith("postgres"):
             groups["postgres"] += seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -226,19 +227,14 @@ class ReadyJSONResponse(Response):
         self.raw_headers = [(b"content-length", str(len(body)).encode()), *header_lines]
 
 
-_view_header_lines: dict[int, tuple[TermMap, list[tuple[bytes, bytes]]]] = {}
+@functools.lru_cache(maxsize=64)
+def _view_header_lines(link: str) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", JSON.encode()), (b"link", link.encode("latin-1"))]
 
 
 def view_response(view: bytes, terms: TermMap) -> Response:
     """A stored view as an application/json answer with its @context Link header."""
-    known = _view_header_lines.get(id(terms))
-    if known is None or known[0] is not terms:
-        link = context_link(terms).encode("latin-1")
-        known = (terms, [(b"content-type", JSON.encode()), (b"link", link)])
-        if len(_view_header_lines) > 256:  # contexts come and go: keep the map small
-            _view_header_lines.clear()
-        _view_header_lines[id(terms)] = known
-    return ReadyJSONResponse(view, known[1])
+    return ReadyJSONResponse(view, _view_header_lines(context_link(terms)))
 
 
 _NO_QUERY: Mapping[str, str] = MappingProxyType({})
