@@ -14,7 +14,7 @@ from urbanstack.ngsild.model import Entity, parse_entity
 from urbanstack.ngsild.q import parse_query_q
 from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.query import EntityQuery
-from urbanstack.ngsild.representation import render_default_view
+from urbanstack.ngsild.representation import render_default_view, update_default_view
 from urbanstack.ngsild.scope import match_scope, parse_scope_q
 from urbanstack.ngsild.typeq import parse_type_query
 from urbanstack.store.base import ContextRecord, Delete, EntityChange, EntityStore, Keep, Write
@@ -377,6 +377,24 @@ async def test_views_follow_every_write(store: EntityStore) -> None:
     assert await store.get_entity_view(None, changed["id"]) == render_default_view(stored)
     page = await store.query_entities(None, EntityQuery(ids=(changed["id"],)), views=True)
     assert page.views == [render_default_view(stored)]
+
+
+async def test_views_updated_in_place_equal_a_full_render(store: EntityStore) -> None:
+    store.view_renderer = render_default_view
+    store.view_updater = update_default_view
+    await store.change_entities(None, [create(station(n)) for n in (1, 2)])
+    moved = station(1, pm25={"type": "Property", "value": 42.5, "unitCode": "GQ"})
+    moved["attrs"][expand("location")][0]["value"]["coordinates"] = [107.6, 16.5]
+    twice = station(2, pm25={"type": "Property", "value": 7})
+    again = station(2, pm25={"type": "Property", "value": 8, "observedAt": "2026-01-01T00:00:00Z"})
+    await store.change_entities(
+        None, [replace_with(moved), replace_with(twice), replace_with(again)]
+    )
+    for entity in (moved, again):
+        stored = await store.get_entity(None, entity["id"])
+        assert stored is not None
+        assert await store.get_entity_view(None, entity["id"]) == render_default_view(stored)
+    assert b"42.5" in (await store.get_entity_view(None, moved["id"]) or b"")
 
 
 async def test_view_of_entity_written_without_renderer_is_rendered_on_read(

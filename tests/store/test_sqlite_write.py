@@ -15,7 +15,7 @@ import pytest
 from urbanstack.ngsild.errors import AlreadyExists
 from urbanstack.ngsild.jsonld import core_term_map
 from urbanstack.ngsild.model import Entity, merge_instance, parse_entity, parse_instance, touch
-from urbanstack.ngsild.representation import render_default_view
+from urbanstack.ngsild.representation import render_default_view, update_default_view
 from urbanstack.store.base import Delete, EntityChange, StoreError, Write
 from urbanstack.store.sqlite import SQLiteStore
 from urbanstack.store.sqlite_history import insert_numbered
@@ -112,6 +112,19 @@ def drop_attr(entity_id: str, name: str, now: str) -> EntityChange:
     return EntityChange(entity_id, apply)
 
 
+def set_scope(entity_id: str, scope: list[str] | None, now: str) -> EntityChange:
+    def apply(current: Entity | None) -> Write:
+        assert current is not None
+        if scope is None:
+            current.pop("scope", None)
+        else:
+            current["scope"] = scope
+        touch(current, now)
+        return Write(current)
+
+    return EntityChange(entity_id, apply)
+
+
 def delete(entity_id: str) -> EntityChange:
     return EntityChange(entity_id, lambda current: Delete())
 
@@ -119,11 +132,14 @@ def delete(entity_id: str) -> EntityChange:
 def rebuilt_index(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
     """The index rows a from-scratch indexing of the stored documents gives."""
     pids = dict(conn.execute("SELECT path, pid FROM paths"))
-    out: dict[str, set[tuple[Any, ...]]] = {k: set() for k in ("types", "presence", "values")}
+    out: dict[str, set[tuple[Any, ...]]] = {
+        k: set() for k in ("types", "scopes", "presence", "values")
+    }
     out["geo"] = set()
     for rid, doc in conn.execute("SELECT rid, doc FROM entities"):
         rows = index_rows(orjson.loads(doc))
         out["types"] |= {(t, rid) for t in rows.types}
+        out["scopes"] |= {(scope, rid) for scope in rows.scopes}
         out["presence"] |= {(pids[p], rid, k, n) for (p, k), n in rows.presence.items()}
         out["values"] |= {(pids[p], pids[t], v, rid) for p, t, v in rows.values}
         for iri, geometry in rows.shapes:
@@ -134,6 +150,7 @@ def rebuilt_index(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
 def stored_index(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
     return {
         "types": set(conn.execute("SELECT type, rid FROM entity_types")),
+        "scopes": set(conn.execute("SELECT scope, rid FROM entity_scopes")),
         "presence": set(conn.execute("SELECT pid, rid, kind, n FROM attr_presence")),
         "values": set(conn.execute("SELECT pid, tid, val, rid FROM attr_values")),
         "geo": set(conn.execute("SELECT rid, pid, wkb FROM geo")),
@@ -168,6 +185,16 @@ async def test_incremental_index_equals_a_rebuild(tmp_path: Path) -> None:
             ],
         )
         await store.change_entities(None, [upsert(entity(n, stamp(3))) for n in (7, 11, 8)])
+        await store.change_entities(
+            None,
+            [
+                set_scope(ids[2], ["/hue/a", "/hue/b"], stamp(3)),
+                set_scope(ids[3], ["/x"], stamp(3)),
+            ],
+        )
+        await store.change_entities(
+            None, [set_scope(ids[2], ["/hue/b"], stamp(4)), set_scope(ids[3], None, stamp(4))]
+        )
         await store.change_entities(None, [delete(ids[9]), delete(ids[0])])
         await store.change_entities(None, [create(entity(n, stamp(4))) for n in (0, 9)])
     finally:
@@ -184,6 +211,40 @@ async def test_incremental_index_equals_a_rebuild(tmp_path: Path) -> None:
     assert conn.execute(orphans).fetchone()[0] == 0
     iids = conn.execute("SELECT count(iid), count(DISTINCT iid) FROM attr_instances").fetchone()
     assert iids[0] == iids[1] > 0
+
+
+async def test_updated_views_equal_a_full_render(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "v.db", synchronous="OFF")
+    store.view_renderer = render_default_view
+    store.view_updater = update_default_view
+    await store.open()
+    try:
+        ids = [f"urn:ngsi-ld:Sensor:{n}" for n in range(6)]
+        await store.change_entities(None, [create(entity(n, stamp(1))) for n in range(6)])
+        await store.change_entities(
+            None,
+            [
+                patch(ids[0], "battery", {"value": 0.25}, stamp(2)),
+                patch(ids[0], "temperature", {"value": 9, "datasetId": "urn:d:b"}, stamp(2)),
+                patch(
+                    ids[1],
+                    "location",
+                    {"value": {"type": "Point", "coordinates": [1, 2]}},
+                    stamp(2),
+                ),
+                drop_attr(ids[2], "label", stamp(2)),
+                set_scope(ids[3], ["/hue"], stamp(2)),
+                upsert(entity(4, stamp(2), extra={"type": "Property", "value": [1, 2]})),
+            ],
+        )
+        await store.change_entities(None, [patch(ids[0], "name", {"value": "renamed"}, stamp(3))])
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "v.db")
+    rows = conn.execute("SELECT doc, view FROM entities").fetchall()
+    assert len(rows) == 6
+    for doc, view in rows:
+        assert view == render_default_view(orjson.loads(doc))
 
 
 def test_batch_numbers_are_those_of_one_insert_at_a_time(tmp_path: Path) -> None:

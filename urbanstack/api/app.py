@@ -38,7 +38,7 @@ from urbanstack.ngsild.errors import (
     NgsiLdError,
     ResourceNotFound,
 )
-from urbanstack.ngsild.representation import render_default_view
+from urbanstack.ngsild.representation import render_default_view, update_default_view
 from urbanstack.notify.worker import DeliveryWorker
 from urbanstack.settings import Settings
 from urbanstack.store import store_from_settings
@@ -223,6 +223,7 @@ def create_app(
     if store is None:
         store = store_from_settings(settings)
     store.view_renderer = render_default_view
+    store.view_updater = update_default_view
     http_fetcher = fetcher or HttpContextFetcher(
         settings.context_fetch_timeout, settings.context_max_bytes
     )

@@ -218,3 +218,26 @@ def render_default_view(entity: Entity) -> bytes:
     from urbanstack.ngsild.jsonld import core_term_map
 
     return orjson.dumps(render_entity(entity, core_term_map(), DEFAULT_OPTIONS))
+
+
+def update_default_view(view: bytes, old: Entity, new: Entity) -> bytes | None:
+    """``new``'s default view from ``old``'s (``view``), re-rendering only the attributes
+    whose instances changed: an update of one attribute should not pay for rendering all
+    of them. None when ``new`` differs in its shape (types, scope, which attributes, or
+    their order): then render it in full."""
+    old_attrs, new_attrs = old["attrs"], new["attrs"]
+    if old["type"] != new["type"] or old.get("scope") != new.get("scope"):
+        return None
+    if list(old_attrs) != list(new_attrs):
+        return None
+    from urbanstack.ngsild.jsonld import core_term_map
+
+    terms = core_term_map()
+    out = orjson.loads(view)
+    if len(out) != len(new_attrs) + 2 + ("scope" in new):  # two IRIs shared a term
+        return None
+    for iri, instances in new_attrs.items():
+        if instances != old_attrs[iri]:
+            rendered = [render_instance(i, terms, DEFAULT_OPTIONS, False) for i in instances]
+            out[terms.compact(iri)] = rendered[0] if len(rendered) == 1 else rendered
+    return orjson.dumps(out)

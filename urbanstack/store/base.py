@@ -23,6 +23,8 @@ from urbanstack.ngsild.query import EntityQuery, QueryResult
 from urbanstack.ngsild.temporal import TemporalQuery
 
 ViewRenderer = Callable[[Entity], bytes]
+#: (stored view of old, old, new) -> new's view, or None to render new in full
+ViewUpdater = Callable[[bytes, Entity, Entity], bytes | None]
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 
 
@@ -233,6 +235,9 @@ class EntityStore(abc.ABC):
     """
 
     view_renderer: ViewRenderer | None = None
+    #: optional, beside :attr:`view_renderer`: derives an updated entity's view from its
+    #: stored one (cheaper than rendering it again); None from it means render in full
+    view_updater: ViewUpdater | None = None
     keep_history_on_delete: bool = True
     #: called for every accepted change inside the write transaction; its outbox items are
     #: committed with the change (see :data:`ChangeObserver`)

@@ -421,7 +421,7 @@ class PostgresStore(
                 conn,
                 schema,
                 changes,
-                self.view_renderer,
+                (self.view_renderer, self.view_updater),
                 self.keep_history_on_delete,
                 self._partitions,
             )

@@ -17,7 +17,7 @@ import asyncpg
 import orjson
 
 from urbanstack.ngsild.model import Entity
-from urbanstack.store.base import ChangeResult, EntityChange, ViewRenderer
+from urbanstack.store.base import ChangeResult, EntityChange, ViewRenderer, ViewUpdater
 from urbanstack.store.changes import DELETED, plan_history, run_changes
 from urbanstack.store.postgres_history import delete_entity_history, insert_history
 from urbanstack.store.postgres_index import geometry_rows, index_document
@@ -29,23 +29,27 @@ class Retry(Exception):
     """The transaction must run again: an id it creates was created meanwhile."""
 
 
+#: rid, stored document (JSON text) and stored view (or None) of an entity
+StoredRow = tuple[int, str, bytes | None]
+
+
 async def load_current(
     conn: asyncpg.Connection, schema: str, ids: list[str]
-) -> dict[str, tuple[int, str]]:
-    """rid and stored document (JSON text) of each existing id, locked until commit."""
+) -> dict[str, StoredRow]:
+    """rid, stored document and view of each existing id, locked until commit."""
     rows = await conn.fetch(
-        f"SELECT rid, id, doc FROM {schema}.entities WHERE id = ANY($1::text[]) "
+        f"SELECT rid, id, doc, view FROM {schema}.entities WHERE id = ANY($1::text[]) "
         "ORDER BY id FOR UPDATE",
         ids,
     )
-    return {r["id"]: (r["rid"], r["doc"]) for r in rows}
+    return {r["id"]: (r["rid"], r["doc"], r["view"]) for r in rows}
 
 
 async def apply_changes(
     conn: asyncpg.Connection,
     schema: str,
     changes: Sequence[EntityChange],
-    view: ViewRenderer | None,
+    views: tuple[ViewRenderer | None, ViewUpdater | None],
     keep_history_on_delete: bool,
     partitions: Any,
 ) -> list[ChangeResult]:
@@ -54,7 +58,7 @@ async def apply_changes(
     stored = await load_current(conn, schema, list({c.entity_id: None for c in changes}))
     run = run_changes(changes, stored)
     latest, originals, results = run.latest, run.originals, run.results
-    await _persist(conn, schema, stored, originals, latest, view)
+    await _persist(conn, schema, stored, originals, latest, views)
     await _record_history(conn, schema, changes, results, keep_history_on_delete, partitions)
     return results
 
@@ -66,11 +70,12 @@ def _joined(items: Sequence[str]) -> str:
 async def _persist(
     conn: asyncpg.Connection,
     schema: str,
-    stored: dict[str, tuple[int, str]],
+    stored: dict[str, StoredRow],
     originals: dict[str, Entity],
     latest: dict[str, Any],
-    view: ViewRenderer | None,
+    views: tuple[ViewRenderer | None, ViewUpdater | None],
 ) -> None:
+    view, view_update = views
     deleted = [stored[i][0] for i, e in latest.items() if e is DELETED and i in stored]
     if deleted:  # their shapes go with them (ON DELETE CASCADE)
         await conn.execute(f"DELETE FROM {schema}.entities WHERE rid = ANY($1::bigint[])", deleted)
@@ -82,7 +87,12 @@ async def _persist(
         if entity is DELETED:
             continue
         doc = orjson.dumps(entity).decode()
-        rendered = view(entity) if view is not None else None
+        rendered = None
+        row = stored.get(entity_id)
+        if view_update is not None and row is not None and row[2] is not None:
+            rendered = view_update(row[2], originals[entity_id], entity)
+        if rendered is None and view is not None:
+            rendered = view(entity)
         ix = orjson.dumps(index_document(entity)).decode()
         types = _joined(entity["type"])
         scopes = _joined(entity.get("scope", ()))

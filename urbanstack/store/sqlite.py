@@ -413,6 +413,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             self.view_renderer,
             prepared,
             self.keep_history_on_delete,
+            self.view_updater,
         )
         if self.change_observer is not None:
             self._queue_notifications(conn, tenant, results)

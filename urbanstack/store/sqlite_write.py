@@ -23,6 +23,7 @@ from urbanstack.store.base import (
     ChangeResult,
     EntityChange,
     ViewRenderer,
+    ViewUpdater,
 )
 from urbanstack.store.changes import DELETED, plan_history, run_changes
 from urbanstack.store.sqlite_history import (
@@ -32,7 +33,7 @@ from urbanstack.store.sqlite_history import (
     insert_numbered,
     insert_rows,
 )
-from urbanstack.store.sqlite_index import TYPED, geo_values, value_rows
+from urbanstack.store.sqlite_index import TYPED, ValueRow, geo_values, value_rows
 
 
 def geometry_row(geometry: dict[str, Any]) -> tuple[bytes, tuple[float, float, float, float]]:
@@ -45,15 +46,19 @@ def geometry_row(geometry: dict[str, Any]) -> tuple[bytes, tuple[float, float, f
     return geometry_to_wkb(geometry), geometry_bounds(geometry)
 
 
-def load_current(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
-    """rid and stored document of each existing id."""
-    found: dict[str, tuple[int, bytes]] = {}
+#: rid, stored document and stored view (or None) of an entity
+StoredRow = tuple[int, bytes, bytes | None]
+
+
+def load_current(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, StoredRow]:
+    """rid, stored document and view of each existing id."""
+    found: dict[str, StoredRow] = {}
     for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
-        for rid, entity_id, doc in conn.execute(
-            f"SELECT rid, id, doc FROM entities WHERE id IN ({marks})", chunk
+        for rid, entity_id, doc, view in conn.execute(
+            f"SELECT rid, id, doc, view FROM entities WHERE id IN ({marks})", chunk
         ):
-            found[entity_id] = (rid, doc)
+            found[entity_id] = (rid, doc, view)
     return found
 
 
@@ -90,36 +95,98 @@ class IndexRows:
     shapes: list[tuple[str, str]] = field(default_factory=list)  # (attribute, geometry JSON)
 
 
+def _value_and_presence_rows(
+    entity: Entity, only: Iterable[str] | None, types: Iterable[str], rows: IndexRows
+) -> None:
+    """Fill ``rows.presence`` and ``rows.values`` for the attributes ``only`` names (all
+    when None), each value row once per type."""
+    presence, values = rows.presence, rows.values
+    types = tuple(types)
+    for path, val, kind in value_rows(entity, only, system_times=False):
+        if val is None:
+            key = (path, kind or "Property")
+            presence[key] = presence.get(key, 0) + 1
+        else:
+            typed = path if kind is None else path + TYPED + kind
+            for entity_type in types:
+                values.add((typed, entity_type, val))
+
+
+def _shapes(entity: Entity) -> list[tuple[str, str]]:
+    return [(iri, orjson.dumps(g).decode()) for iri, g in geo_values(entity)]
+
+
 def index_rows(entity: Entity, only: Iterable[str] | None = None) -> IndexRows:
     """The index rows of ``entity``; with ``only``, the value and presence rows of those
     attributes alone (types, scopes and shapes are always whole)."""
     rows = IndexRows(types=set(entity["type"]), scopes=set(entity.get("scope", ())))
-    found = value_rows(entity, only, system_times=False)
-    presence = rows.presence
-    for key in [(path, kind or "Property") for path, val, kind in found if val is None]:
-        presence[key] = presence.get(key, 0) + 1
-    leaves = [
-        (path if kind is None else path + TYPED + kind, val)
-        for path, val, kind in found
-        if val is not None
-    ]
-    rows.values = {(path, t, val) for t in rows.types for path, val in leaves}
-    rows.shapes = [(iri, orjson.dumps(g).decode()) for iri, g in geo_values(entity)]
+    _value_and_presence_rows(entity, only, rows.types, rows)
+    rows.shapes = _shapes(entity)
     return rows
+
+
+def _presence_counts(found: list[ValueRow]) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for path, val, kind in found:
+        if val is None:
+            key = (path, kind or "Property")
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _names_geometry(presence: dict[tuple[str, str], int]) -> bool:
+    """Whether a GeoProperty is among the (path, kind) presence keys (sub-attributes
+    included: re-reading the shapes then is only wasted work)."""
+    return any(kind == "GeoProperty" for _, kind in presence)
+
+
+def _typed_values(found: Iterable[ValueRow], types: list[str]) -> set[tuple[str, str, Any]]:
+    return {
+        (path if kind is None else path + TYPED + kind, entity_type, val)
+        for path, val, kind in found
+        for entity_type in types
+    }
 
 
 def changed_rows(old: Entity, new: Entity) -> tuple[IndexRows, IndexRows]:
     """(rows to add, rows to remove) turning ``old`` into ``new``: only the attributes
-    whose instances differ are re-indexed, so an update costs what it changes."""
+    whose instances differ are re-indexed, and shapes only when a changed attribute is a
+    GeoProperty, so an update costs what it changes."""
     old_attrs, new_attrs = old["attrs"], new["attrs"]
     if old["type"] != new["type"]:  # value rows carry the types: all of them change
         return diff_rows(index_rows(old), index_rows(new))
+    added, removed = IndexRows(), IndexRows()
+    if old.get("scope") != new.get("scope"):
+        old_scopes, new_scopes = set(old.get("scope", ())), set(new.get("scope", ()))
+        added.scopes, removed.scopes = new_scopes - old_scopes, old_scopes - new_scopes
     changed = [
         iri
         for iri in old_attrs.keys() | new_attrs.keys()
         if old_attrs.get(iri) != new_attrs.get(iri)
     ]
-    return diff_rows(index_rows(old, changed), index_rows(new, changed))
+    if not changed:
+        return added, removed
+    before = value_rows(old, changed, system_times=False)
+    after = value_rows(new, changed, system_times=False)
+    old_presence = _presence_counts(before)
+    new_presence = _presence_counts(after)
+    for key in old_presence.keys() | new_presence.keys():
+        if old_presence.get(key) != new_presence.get(key):
+            if key in new_presence:
+                added.presence[key] = new_presence[key]
+            if key in old_presence:
+                removed.presence[key] = old_presence[key]
+    # compare the raw rows first: only the few that differ get one typed row per type
+    old_values = {row for row in before if row[1] is not None}
+    new_values = {row for row in after if row[1] is not None}
+    types = new["type"]
+    added.values = _typed_values(new_values - old_values, types)
+    removed.values = _typed_values(old_values - new_values, types)
+    if _names_geometry(old_presence) or _names_geometry(new_presence):
+        old_shapes, new_shapes = _shapes(old), _shapes(new)
+        if old_shapes != new_shapes:
+            added.shapes, removed.shapes = new_shapes, old_shapes
+    return added, removed
 
 
 def _write_index(
@@ -249,13 +316,14 @@ def apply_changes(
     view: ViewRenderer | None = None,
     prepared: dict[int, Prepared] | None = None,
     keep_history_on_delete: bool = True,
+    view_update: ViewUpdater | None = None,
 ) -> list[ChangeResult]:
     """Run ``changes`` in order and persist the outcome and its history rows; see the
     module docstring."""
     stored = load_current(conn, list({c.entity_id: None for c in changes}))
     run = run_changes(changes, stored)
     latest, originals, results = run.latest, run.originals, run.results
-    _persist(conn, stored, originals, latest, pid, view, prepared or {})
+    _persist(conn, stored, originals, latest, pid, (view, view_update), prepared or {})
     _record_history(conn, pid, changes, results, keep_history_on_delete, prepared or {})
     return results
 
@@ -285,13 +353,14 @@ def _record_history(
 
 def _persist(
     conn: sqlite3.Connection,
-    stored: dict[str, tuple[int, bytes]],
+    stored: dict[str, StoredRow],
     originals: dict[str, Entity],
     latest: dict[str, Any],
     pid: Callable[[str], int],
-    view: ViewRenderer | None,
+    views: tuple[ViewRenderer | None, ViewUpdater | None],
     prepared: dict[int, Prepared],
 ) -> None:
+    view, view_update = views
     added: list[tuple[int, IndexRows]] = []
     removed: list[tuple[int, IndexRows]] = []
     deleted = [i for i, e in latest.items() if e is DELETED and i in stored]
@@ -309,7 +378,12 @@ def _persist(
             doc, rendered, rows = ready[:3]
         else:
             doc = orjson.dumps(entity)
-            rendered = view(entity) if view is not None else None
+            rendered = None
+            row = stored.get(entity_id)
+            if view_update is not None and row is not None and row[2] is not None:
+                rendered = view_update(row[2], originals[entity_id], entity)
+            if rendered is None and view is not None:
+                rendered = view(entity)
             rows = None
         if entity_id in stored:
             rid = stored[entity_id][0]
