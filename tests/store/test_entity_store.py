@@ -110,6 +110,37 @@ async def test_unknown_tenant_read_raises_nonexistent_tenant(store: EntityStore)
         await store.get_entity("danang", "urn:ngsi-ld:X:1")
 
 
+async def test_concurrent_reads_in_an_unknown_tenant_all_raise_nonexistent_tenant(
+    store: EntityStore,
+) -> None:
+    reads = [store.get_entity("danang", f"urn:ngsi-ld:X:{n}") for n in range(5)]
+    reads += [store.get_entity_view("danang", f"urn:ngsi-ld:X:{n}") for n in range(5)]
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    assert all(isinstance(r, NonexistentTenant) for r in results)
+
+
+async def test_concurrent_retrievals_each_get_their_own_entity(store: EntityStore) -> None:
+    store.view_renderer = render_default_view
+    await store.change_entities(None, [create(station(n)) for n in range(20)])
+    await store.change_entities(
+        "hue", [create(station(n, note={"type": "Property", "value": "hue"})) for n in range(3)]
+    )
+    ids = [station(n)["id"] for n in range(20)] + ["urn:ngsi-ld:AirQualityObserved:none"]
+    asked = ids * 3
+    docs = await asyncio.gather(*(store.get_entity(None, i) for i in asked))
+    views = await asyncio.gather(*(store.get_entity_view(None, i) for i in asked))
+    in_hue = await asyncio.gather(*(store.get_entity("hue", i) for i in ids[:5]))
+    for entity_id, doc, view in zip(asked, docs, views, strict=True):
+        if entity_id.endswith(":none"):
+            assert doc is None and view is None
+        else:
+            assert doc is not None and doc["id"] == entity_id
+            assert view == render_default_view(doc)
+    assert [e["id"] if e else None for e in in_hue] == [*ids[:3], None, None]
+    assert all(expand("note") in e["attrs"] for e in in_hue if e)
+    assert all(expand("note") not in e["attrs"] for e in docs if e)
+
+
 async def test_write_creates_tenant_isolated_from_default(store: EntityStore) -> None:
     await store.change_entities("hue", [create(station(1))])
     assert await store.tenant_exists("hue")

@@ -40,6 +40,7 @@ from urbanstack.store.base import (
     StoreInfo,
     validate_tenant,
 )
+from urbanstack.store.point_reads import PointReads
 from urbanstack.store.postgres_contexts import PostgresContexts
 from urbanstack.store.postgres_coordination import PostgresCoordination
 from urbanstack.store.postgres_history import NeedPartitions, Partitions, month_of, next_month
@@ -125,6 +126,9 @@ class PostgresStore(
         self._server_version = ""
         self._postgis_version = ""
         self._postgis_schema = "public"
+        # retrievals by id that arrive together share one query (see point_reads)
+        self._docs: PointReads[Entity] = PointReads(self._fetch_docs)
+        self._views: PointReads[bytes] = PointReads(self._fetch_views)
         #: names this store instance in outbox claims (see postgres_subscriptions)
         self.instance_id = f"{time.time_ns():x}-{random.getrandbits(32):08x}"
 
@@ -172,6 +176,8 @@ class PostgresStore(
         if self._pool is None:
             return
         await self._close_coordination()
+        await self._docs.close()
+        await self._views.close()
         with contextlib.suppress(*_DRIVER_ERRORS):  # another process may take over at once
             async with self._pool.acquire() as conn:
                 for schema in self._schemas.values():
@@ -443,24 +449,28 @@ class PostgresStore(
         return results
 
     async def get_entity(self, tenant: str | None, entity_id: str) -> Entity | None:
-        tenant = validate_tenant(tenant)
+        return await self._docs.get(validate_tenant(tenant), entity_id)
 
-        async def run(conn: asyncpg.Connection, schema: str) -> Entity | None:
-            doc = await conn.fetchval(f"SELECT doc FROM {schema}.entities WHERE id = $1", entity_id)
-            return None if doc is None else orjson.loads(doc)
+    async def get_entity_view(self, tenant: str | None, entity_id: str) -> bytes | None:
+        return await self._views.get(validate_tenant(tenant), entity_id)
+
+    async def _fetch_docs(self, tenant: str | None, ids: list[str]) -> dict[str, Entity]:
+        async def run(conn: asyncpg.Connection, schema: str) -> dict[str, Entity]:
+            rows = await conn.fetch(
+                f"SELECT id, doc FROM {schema}.entities WHERE id = ANY($1::text[])", ids
+            )
+            return {row["id"]: orjson.loads(row["doc"]) for row in rows}
 
         return await self._read(tenant, run)
 
-    async def get_entity_view(self, tenant: str | None, entity_id: str) -> bytes | None:
-        tenant = validate_tenant(tenant)
-
-        async def run(conn: asyncpg.Connection, schema: str) -> bytes | None:
-            row = await conn.fetchrow(
-                f"SELECT CASE WHEN view IS NULL THEN doc END AS doc, view "
-                f"FROM {schema}.entities WHERE id = $1",
-                entity_id,
+    async def _fetch_views(self, tenant: str | None, ids: list[str]) -> dict[str, bytes]:
+        async def run(conn: asyncpg.Connection, schema: str) -> dict[str, bytes]:
+            rows = await conn.fetch(
+                f"SELECT id, CASE WHEN view IS NULL THEN doc END AS doc, view "
+                f"FROM {schema}.entities WHERE id = ANY($1::text[])",
+                ids,
             )
-            return None if row is None else self._view(row["doc"], row["view"])
+            return {row["id"]: self._view(row["doc"], row["view"]) for row in rows}
 
         return await self._read(tenant, run)
 
