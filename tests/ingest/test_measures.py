@@ -143,3 +143,37 @@ def test_payloads_that_are_not_measures_are_rejected(payload: bytes) -> None:
 
 def test_a_payload_may_carry_several_measures() -> None:
     assert decode_payload(b'[{"t": 1}, {"t": 2}]') == [{"t": 1}, {"t": 2}]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "value"),
+    [
+        ({"name": "t", "type": "Number", "unitCode": "CEL"}, "21.5"),
+        ({"name": "n", "type": "Integer"}, 7),
+        ({"name": "on", "type": "Boolean"}, "true"),
+        ({"name": "label", "type": "Text"}, 12),
+        ({"name": "any", "type": "Property"}, "x"),
+        ({"name": "loc", "type": "geo:point"}, "16.46,107.59"),
+        ({"name": "rel", "type": "Relationship"}, "urn:ngsi-ld:Gauge:1"),
+        ({"name": "obj", "type": "Property"}, {"a": 1}),
+        ({"name": "m", "type": "Number", "metadata": {"accuracy": {"value": 0.1}}}, 1),
+    ],
+)
+def test_a_plain_reading_gives_what_parse_instance_gives(
+    mapping: dict[str, Any], value: Any
+) -> None:
+    from urbanstack.ingest.measures import _instance
+    from urbanstack.ngsild.model import parse_instance
+
+    observed, now = "2026-11-24T10:00:00.000000Z", "2026-11-24T10:00:01.000000Z"
+    kind, member, converted = convert_value(mapping, value)
+    raw: dict[str, Any] = {"type": kind, member: converted, "observedAt": observed}
+    if mapping.get("unitCode"):
+        raw["unitCode"] = mapping["unitCode"]
+    for meta, item in (mapping.get("metadata") or {}).items():
+        raw[meta] = {"type": "Property", "value": item["value"]}
+    expected = parse_instance(raw, TERMS, now, mapping["name"])
+    iri, inst = _instance(mapping, value, observed, now, TERMS)
+    assert iri == TERMS.expand(mapping["name"])
+    assert inst == expected
+    assert list(inst) == list(expected)  # same member order: same stored JSON

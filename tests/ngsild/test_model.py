@@ -83,3 +83,31 @@ def test_reading_shortcut_gives_what_the_general_path_gives(raw: dict[str, Any])
 def test_bad_readings_are_refused(raw: dict[str, Any]) -> None:
     with pytest.raises(BadRequestData):
         parse_instance(raw, TERMS, NOW, "pm25")
+
+
+def test_now_timestamp_is_the_current_time_in_the_stored_form() -> None:
+    from datetime import UTC, datetime
+
+    from urbanstack.ngsild.model import now_timestamp
+
+    before = datetime.now(UTC)
+    stamp = now_timestamp()
+    after = datetime.now(UTC)
+    assert len(stamp) == 27 and stamp.endswith("Z")
+    assert before <= datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) <= after
+
+
+def test_now_timestamp_follows_the_clock_across_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from urbanstack.ngsild import model
+
+    readings = iter(
+        [1_700_000_000_999_999_999, 1_700_000_001_000_000_500, 1_700_000_001_000_123_000]
+    )
+    monkeypatch.setattr(model, "time", types.SimpleNamespace(time_ns=lambda: next(readings)))
+    assert [model.now_timestamp() for _ in range(3)] == [
+        "2023-11-14T22:13:20.999999Z",
+        "2023-11-14T22:13:21.000000Z",
+        "2023-11-14T22:13:21.000123Z",
+    ]

@@ -163,13 +163,25 @@ def convert_value(mapping: dict[str, Any], value: Any) -> tuple[str, str, Any]:
     return "Property", "value", value
 
 
+_SCALARS = (int, float, str, bool)
+
+
 def _instance(
     mapping: dict[str, Any], value: Any, observed_at: str, now: str, terms: TermMap
 ) -> tuple[str, Instance]:
     attr_type, member, converted = convert_value(mapping, value)
+    unit = mapping.get("unitCode")
+    if attr_type == "Property" and type(converted) in _SCALARS and not mapping.get("metadata"):
+        if not unit or isinstance(unit, str):  # a plain reading: what parse_instance gives
+            inst: Instance = {"type": "Property", "value": converted, "observedAt": observed_at}
+            if unit:
+                inst["unitCode"] = unit
+            inst["createdAt"] = now
+            inst["modifiedAt"] = now
+            return terms.expand(mapping["name"]), inst
     raw: dict[str, Any] = {"type": attr_type, member: converted, "observedAt": observed_at}
-    if mapping.get("unitCode"):
-        raw["unitCode"] = mapping["unitCode"]
+    if unit:
+        raw["unitCode"] = unit
     for meta, item in (mapping.get("metadata") or {}).items():
         if meta != "unitCode" and isinstance(item, dict) and "value" in item:
             raw[meta] = {"type": "Property", "value": item["value"]}
