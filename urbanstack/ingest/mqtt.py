@@ -224,6 +224,8 @@ class MqttSouthbound:
             arrival = now_timestamp()  # one burst, one arrival time: formatting it is not free
             for generation, mid, qos, topic, payload in item[1]:
                 self._submit((child, generation), mid, qos, topic, payload, arrival)
+        elif kind == "connection" and child == self._children:
+            self._generation = item[1]  # acks of this connection's messages count from now
         elif kind == "connected" and child == self._children:
             self._generation = item[1]
             self._connected_once = True

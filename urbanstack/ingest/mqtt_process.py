@@ -9,8 +9,9 @@ that the parent did not commit, so the guarantees of :mod:`urbanstack.ingest.mqt
 whichever process stops: the MQTT broker re-sends what was not acknowledged.
 
 Parent → child: ``("ack", [(generation, mid, qos), ...])`` and ``("stop",)``.
-Child → parent: ``("connected", generation)`` (once subscribed), ``("disconnected", reason)`` and
-``("messages", [(generation, mid, qos, topic, payload), ...])``.
+Child → parent: ``("connection", generation)`` (on CONNACK: acks of that connection's
+messages count), ``("connected", generation)`` (once subscribed), ``("disconnected", reason)``
+and ``("messages", [(generation, mid, qos, topic, payload), ...])``.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
         with pending_lock:
             connections += 1
             generation = connections
+        # before any message of this connection is forwarded: a resumed session's queued
+        # messages come right after CONNACK, before the SUBACK, and their acks must count
+        send(("connection", generation))
         prefix = f"$share/{config.shared_group}/" if config.shared_group else ""
         client.subscribe([(prefix + topic, 1) for topic in TOPICS])
         log.info("MQTT southbound connected to %s:%d", config.host, config.port)
