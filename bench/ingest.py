@@ -5,8 +5,8 @@
 Starts mosquitto (the Debian package) and ``urbanstack serve --mqtt`` on free 127.0.0.1
 ports with a fresh SQLite store, provisions one service group and ``--devices`` devices
 over HTTP, then runs ``--publishers`` publisher processes that together publish
-``--rate`` measures a second (QoS 1, each device in turn, a JSON object of three values
-and its ``TimeInstant``) for ``--duration`` seconds. It prints:
+``--rate`` measures a second (QoS 1, each device in turn, a JSON object of three values,
+observed at their arrival: no ``TimeInstant``) for ``--duration`` seconds. It prints:
 
 - the offered rate and the rate of measures *reaching the store* during the run
   (history rows committed per second, read from the store file afterwards), and how
