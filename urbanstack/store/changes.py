@@ -17,7 +17,18 @@ import orjson
 from urbanstack.ngsild.errors import NgsiLdError
 from urbanstack.ngsild.history import HistoryRow, changed_instances
 from urbanstack.ngsild.model import Entity
-from urbanstack.store.base import ChangeResult, Delete, EntityChange, Keep, Write
+from urbanstack.store.base import (
+    ChangeResult,
+    Delete,
+    EntityChange,
+    Keep,
+    ViewRenderer,
+    ViewUpdater,
+    Write,
+)
+
+#: a store's view renderer and (optional) view updater
+Views = tuple[ViewRenderer | None, ViewUpdater | None]
 
 #: the value of :attr:`ChangeRun.latest` for an entity the changes delete
 DELETED: Any = object()
@@ -114,3 +125,16 @@ def plan_history(
             elif change.history_types:
                 plan.types[entity_id] = change.history_types
     return plan
+
+
+def written_view(
+    entity: Entity, original: Entity | None, stored_view: bytes | None, views: Views
+) -> bytes | None:
+    """The view to store beside ``entity``: derived from the stored view of ``original``
+    when the updater can, else rendered in full (None without a renderer)."""
+    render, update = views
+    if update is not None and original is not None and stored_view is not None:
+        derived = update(stored_view, original, entity)
+        if derived is not None:
+            return derived
+    return render(entity) if render is not None else None

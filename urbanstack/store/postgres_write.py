@@ -17,8 +17,8 @@ import asyncpg
 import orjson
 
 from urbanstack.ngsild.model import Entity
-from urbanstack.store.base import ChangeResult, EntityChange, ViewRenderer, ViewUpdater
-from urbanstack.store.changes import DELETED, plan_history, run_changes
+from urbanstack.store.base import ChangeResult, EntityChange
+from urbanstack.store.changes import DELETED, Views, plan_history, run_changes, written_view
 from urbanstack.store.postgres_history import delete_entity_history, insert_history
 from urbanstack.store.postgres_index import geometry_rows, index_document
 
@@ -49,7 +49,7 @@ async def apply_changes(
     conn: asyncpg.Connection,
     schema: str,
     changes: Sequence[EntityChange],
-    views: tuple[ViewRenderer | None, ViewUpdater | None],
+    views: Views,
     keep_history_on_delete: bool,
     partitions: Any,
 ) -> list[ChangeResult]:
@@ -73,9 +73,8 @@ async def _persist(
     stored: dict[str, StoredRow],
     originals: dict[str, Entity],
     latest: dict[str, Any],
-    views: tuple[ViewRenderer | None, ViewUpdater | None],
+    views: Views,
 ) -> None:
-    view, view_update = views
     deleted = [stored[i][0] for i, e in latest.items() if e is DELETED and i in stored]
     if deleted:  # their shapes go with them (ON DELETE CASCADE)
         await conn.execute(f"DELETE FROM {schema}.entities WHERE rid = ANY($1::bigint[])", deleted)
@@ -87,12 +86,9 @@ async def _persist(
         if entity is DELETED:
             continue
         doc = orjson.dumps(entity).decode()
-        rendered = None
         row = stored.get(entity_id)
-        if view_update is not None and row is not None and row[2] is not None:
-            rendered = view_update(row[2], originals[entity_id], entity)
-        if rendered is None and view is not None:
-            rendered = view(entity)
+        stored_view = None if row is None else row[2]
+        rendered = written_view(entity, originals.get(entity_id), stored_view, views)
         ix = orjson.dumps(index_document(entity)).decode()
         types = _joined(entity["type"])
         scopes = _joined(entity.get("scope", ()))

@@ -25,7 +25,7 @@ from urbanstack.store.base import (
     ViewRenderer,
     ViewUpdater,
 )
-from urbanstack.store.changes import DELETED, plan_history, run_changes
+from urbanstack.store.changes import DELETED, Views, plan_history, run_changes, written_view
 from urbanstack.store.sqlite_history import (
     _chunks,
     delete_entity_history,
@@ -95,23 +95,6 @@ class IndexRows:
     shapes: list[tuple[str, str]] = field(default_factory=list)  # (attribute, geometry JSON)
 
 
-def _value_and_presence_rows(
-    entity: Entity, only: Iterable[str] | None, types: Iterable[str], rows: IndexRows
-) -> None:
-    """Fill ``rows.presence`` and ``rows.values`` for the attributes ``only`` names (all
-    when None), each value row once per type."""
-    presence, values = rows.presence, rows.values
-    types = tuple(types)
-    for path, val, kind in value_rows(entity, only, system_times=False):
-        if val is None:
-            key = (path, kind or "Property")
-            presence[key] = presence.get(key, 0) + 1
-        else:
-            typed = path if kind is None else path + TYPED + kind
-            for entity_type in types:
-                values.add((typed, entity_type, val))
-
-
 def _shapes(entity: Entity) -> list[tuple[str, str]]:
     return [(iri, orjson.dumps(g).decode()) for iri, g in geo_values(entity)]
 
@@ -119,10 +102,14 @@ def _shapes(entity: Entity) -> list[tuple[str, str]]:
 def index_rows(entity: Entity, only: Iterable[str] | None = None) -> IndexRows:
     """The index rows of ``entity``; with ``only``, the value and presence rows of those
     attributes alone (types, scopes and shapes are always whole)."""
-    rows = IndexRows(types=set(entity["type"]), scopes=set(entity.get("scope", ())))
-    _value_and_presence_rows(entity, only, rows.types, rows)
-    rows.shapes = _shapes(entity)
-    return rows
+    found = value_rows(entity, only, system_times=False)
+    return IndexRows(
+        types=set(entity["type"]),
+        scopes=set(entity.get("scope", ())),
+        presence=_presence_counts(found),
+        values=_typed_values((row for row in found if row[1] is not None), entity["type"]),
+        shapes=_shapes(entity),
+    )
 
 
 def _presence_counts(found: list[ValueRow]) -> dict[tuple[str, str], int]:
@@ -357,10 +344,9 @@ def _persist(
     originals: dict[str, Entity],
     latest: dict[str, Any],
     pid: Callable[[str], int],
-    views: tuple[ViewRenderer | None, ViewUpdater | None],
+    views: Views,
     prepared: dict[int, Prepared],
 ) -> None:
-    view, view_update = views
     added: list[tuple[int, IndexRows]] = []
     removed: list[tuple[int, IndexRows]] = []
     deleted = [i for i, e in latest.items() if e is DELETED and i in stored]
@@ -378,12 +364,9 @@ def _persist(
             doc, rendered, rows = ready[:3]
         else:
             doc = orjson.dumps(entity)
-            rendered = None
             row = stored.get(entity_id)
-            if view_update is not None and row is not None and row[2] is not None:
-                rendered = view_update(row[2], originals[entity_id], entity)
-            if rendered is None and view is not None:
-                rendered = view(entity)
+            stored_view = None if row is None else row[2]
+            rendered = written_view(entity, originals.get(entity_id), stored_view, views)
             rows = None
         if entity_id in stored:
             rid = stored[entity_id][0]
