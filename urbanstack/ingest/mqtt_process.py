@@ -152,13 +152,12 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
     client.connect_async(
         config.host, config.port, keepalive=30, clean_start=False, properties=properties
     )
-    network = threading.Thread(
-        target=client.loop_forever,
-        kwargs={"retry_first_connection": True},
-        name="mqtt-network",
-        daemon=True,
-    )
-    network.start()
+    # paho's own network thread (loop_start, which runs loop_forever retrying the first
+    # connection): only then does paho hand packets queued by other threads (our PUBACKs)
+    # to that thread; with a thread of our own it wrote them to the socket from the calling
+    # thread, concurrently with the network thread's writes
+    client.loop_start()
+    network: threading.Thread | None = client._thread  # paho names no public handle
     forwarder = threading.Thread(target=forward, name="mqtt-forward", daemon=True)
     forwarder.start()
     exit_code = 0
@@ -166,7 +165,7 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
         while True:
             try:
                 if not from_parent.poll(1.0):
-                    if not network.is_alive():  # paho's loop died: let the parent restart us
+                    if network is not None and not network.is_alive():  # paho's loop died
                         log.error("the MQTT network loop stopped; the client process ends")
                         exit_code = 1
                         break
@@ -186,6 +185,7 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
         stopping.set()
         have_messages.set()
         client.disconnect()
-        network.join(10)
+        if network is not None:
+            network.join(10)
     if exit_code:
         sys.exit(exit_code)
