@@ -3,6 +3,7 @@ and are never silently dropped: a receiver that is down gets them once it is up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from tests.postgres_cluster import PostgresCluster
 from tests.receivers import HttpReceiver, Mosquitto, free_port, make_certificates, wait_for
 from urbanstack.api.app import create_app
 from urbanstack.settings import Settings
@@ -418,3 +420,57 @@ def test_a_subscription_pattern_too_slow_to_match_fails_no_write(
     assert client.post(ENTITIES, json=gauge(2.0)).status_code == 201
     assert wait_for(lambda: sorted(levels(receiver)) == [1.0, 2.0])
     assert client.get(f"{ENTITIES}/{stuck}").status_code == 200
+
+
+def _drop_coordination(client: TestClient) -> None:
+    """End the PostgreSQL store's connection for locks and announcements from the server
+    side, as a database restart does."""
+    import asyncpg
+
+    store = client.app.state.broker.store  # type: ignore[attr-defined]
+    pid = store._coordination.get_server_pid()
+
+    async def terminate() -> None:
+        admin = await asyncpg.connect(store.dsn)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+
+    asyncio.run(terminate())
+
+
+def test_notifications_flow_again_after_the_lock_connection_is_lost(
+    postgres_cluster: PostgresCluster, receiver: HttpReceiver
+) -> None:
+    settings = Settings(store=postgres_cluster.empty_store())
+    with TestClient(create_app(settings)) as client:
+        subscribe(client, receiver.url)
+        client.post(ENTITIES, json=gauge(1.0))
+        assert wait_for(lambda: levels(receiver) == [1.0])
+
+        _drop_coordination(client)
+        for value in (2.0, 3.0):
+            level(client, value)
+
+        assert wait_for(lambda: levels(receiver) == [1.0, 2.0, 3.0])
+
+
+def test_a_subscription_made_while_announcements_were_lost_is_loaded_after_reconnecting(
+    postgres_cluster: PostgresCluster, receiver: HttpReceiver
+) -> None:
+    url = postgres_cluster.empty_store()
+    with (
+        TestClient(create_app(Settings(store=url))) as writer,
+        TestClient(create_app(Settings(store=url))) as other,
+    ):
+        index = other.app.state.broker.subscriptions  # type: ignore[attr-defined]
+        # made on the other process's store without telling anyone, as when its NOTIFY
+        # was lost: the other process does not know it
+        sub_id = subscribe(writer, receiver.url)
+        index.remove(None, sub_id)
+        assert index.get(None, sub_id) is None
+
+        _drop_coordination(other)
+
+        assert wait_for(lambda: index.get(None, sub_id) is not None)

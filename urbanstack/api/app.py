@@ -259,7 +259,9 @@ def create_app(
     store.change_observer = broker.subscriptions.observe
     store.outbox_listener = worker.wake
     store.commit_listener = broker.stream.publish
-    store.announcement_listener = AnnouncementHandler(broker, agent.registry.forget_key)
+    store.announcement_listener = AnnouncementHandler(
+        broker, agent.registry.forget_key, agent.registry.forget_all
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -276,14 +276,27 @@ class MqttSouthbound:
 
 MQTT_LOCK = "mqtt-southbound"
 ELECTION_RETRY_S = 5.0
+LOCK_WATCH_S = 0.5
 
 
 async def run_when_elected(
-    southbound: MqttSouthbound, store: EntityStore, retry: float = ELECTION_RETRY_S
+    southbound: MqttSouthbound,
+    store: EntityStore,
+    retry: float = ELECTION_RETRY_S,
+    watch: float = LOCK_WATCH_S,
 ) -> None:
-    """Start ``southbound`` once this process holds the store-wide MQTT lock: with several
+    """Run ``southbound`` while this process holds the store-wide MQTT lock: with several
     API processes one of them, always with the same client id (hence the same persistent
-    session), receives the device messages; another takes over if it goes away."""
-    while not await store.try_lock(MQTT_LOCK):
-        await asyncio.sleep(retry)
-    await southbound.start()
+    session), receives the device messages; another takes over if it goes away. A process
+    that loses the lock (its database connection dropped) stops receiving until elected
+    again: the messages it did not acknowledge stay with the MQTT broker's session. (The
+    database frees the lock a moment before the process hears of the loss; while both run,
+    their shared client id leaves the MQTT broker one connection.)"""
+    while True:
+        while not await store.try_lock(MQTT_LOCK):
+            await asyncio.sleep(retry)
+        await southbound.start()
+        while store.holds_lock(MQTT_LOCK):
+            await asyncio.sleep(watch)
+        LOGGER.warning("lost the MQTT lock: the MQTT receiver stops until elected again")
+        await southbound.stop()

@@ -79,6 +79,10 @@ class DeviceRegistry:
         """Drop a cached record another process changed (an announcement)."""
         self._cache.pop((kind, key), None)
 
+    def forget_all(self) -> None:
+        """Drop every cached record (announcements from other processes may be lost)."""
+        self._cache.clear()
+
     # --- look-ups for the data path
 
     async def group(self, apikey: str) -> Group | None:

@@ -166,6 +166,9 @@ class DeliveryWorker:
             return
         try:
             while True:
+                if not self.broker.store.holds_lock(lock):
+                    LOGGER.warning("lost the delivery lock of %s: another process goes on", sub_id)
+                    return
                 self._again.discard(key)
                 sent = self._sent_upto.get(key, 0)  # rows sent, their deletion not yet written
                 rows = await self.broker.store.pending_notifications(

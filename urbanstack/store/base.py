@@ -26,6 +26,9 @@ ViewRenderer = Callable[[Entity], bytes]
 #: (stored view of old, old, new) -> new's view, or None to render new in full
 ViewUpdater = Callable[[bytes, Entity, Entity], bytes | None]
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
+#: the announcement topic a store gives its listener when announcements may have been lost
+#: (its connection to the other processes was down): every cache is to be reloaded
+ANNOUNCEMENTS_MISSED = "announcements-missed"
 
 
 def validate_tenant(tenant: str | None) -> str | None:
@@ -483,12 +486,20 @@ class EntityStore(abc.ABC):
         until :meth:`unlock` or until this process goes away); True when taken."""
         return True
 
+    def holds_lock(self, name: str) -> bool:
+        """Whether a lock this process took is still its own: a store shared by processes
+        loses its locks with its connection to the database, and work done under a lock
+        checks this before each step."""
+        return True
+
     async def unlock(self, name: str) -> None:
         """Release a lock taken with :meth:`try_lock`."""
         return None
 
     async def announce(self, topic: str, message: dict[str, Any]) -> None:
         """Tell every process sharing the store (cache invalidation): each one's
-        ``announcement_listener`` gets ``(topic, message)``; delivery is best effort."""
+        ``announcement_listener`` gets ``(topic, message)``; delivery is best effort, and
+        where announcements may have been lost the listeners get
+        :data:`ANNOUNCEMENTS_MISSED` (reload every cache)."""
         if self.announcement_listener is not None:
             self.announcement_listener(topic, message)
