@@ -122,6 +122,11 @@ class PostgresCluster:
         )
         asyncio.run(self._make_template())
 
+    def restart(self) -> None:
+        """Restart the server (fast shutdown: sessions are ended, as in a real restart)."""
+        log = str(self.root / "log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-m", "fast", "-w", "restart")
+
     def stop(self) -> None:
         with contextlib.suppress(PostgresUnavailable):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")

@@ -474,3 +474,21 @@ def test_a_subscription_made_while_announcements_were_lost_is_loaded_after_recon
         _drop_coordination(other)
 
         assert wait_for(lambda: index.get(None, sub_id) is not None)
+
+
+def test_a_database_restart_loses_no_write_and_no_notification(
+    postgres_cluster: PostgresCluster, receiver: HttpReceiver
+) -> None:
+    settings = Settings(store=postgres_cluster.empty_store())
+    with TestClient(create_app(settings)) as client:
+        subscribe(client, receiver.url)
+        client.post(ENTITIES, json=gauge(1.0))
+        level(client, 2.0)
+        assert wait_for(lambda: levels(receiver) == [1.0, 2.0])
+
+        postgres_cluster.restart()
+        level(client, 3.0)
+
+        assert wait_for(lambda: levels(receiver) == [1.0, 2.0, 3.0])
+        entity = client.get(f"{ENTITIES}/{GAUGE}").json()
+        assert entity["waterLevel"]["value"] == 3.0
