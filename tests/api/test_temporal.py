@@ -478,6 +478,17 @@ def test_strings_have_counts_and_lexicographic_min_max_only(client: TestClient) 
     assert result["avg"][0][0] is None and result["sum"][0][0] is None
 
 
+def test_distinct_count_tells_a_number_from_the_same_text(client: TestClient) -> None:
+    readings = [5, "5", 5, "five", "5"]
+    client.post(ENTITIES, json={"id": AQ, "type": "AirQualityObserved"})
+    for minute, value in enumerate(readings):
+        patch = {"level": {"type": "Property", "value": value, "observedAt": at(1, minute)}}
+        assert client.post(f"{ENTITIES}/{AQ}/attrs", json=patch).status_code == 204
+    result = temporal(client, options="aggregatedValues", aggrMethods="distinctCount,totalCount")
+    assert result["level"]["totalCount"][0][0] == 5
+    assert result["level"]["distinctCount"][0][0] == 3
+
+
 def test_relationships_only_count(client: TestClient) -> None:
     body = {"id": RIVER, "type": "WaterLevel", "refStation": {"object": "urn:ngsi-ld:Station:1"}}
     client.post(ENTITIES, json=body)
