@@ -106,6 +106,19 @@ def test_an_update_is_notified(client: TestClient, receiver: HttpReceiver) -> No
     assert levels(receiver)[-1] == 2.7
 
 
+def test_notification_ids_are_unique_with_one_prefix_per_process(
+    client: TestClient, receiver: HttpReceiver
+) -> None:
+    subscribe(client, receiver.url)
+    client.post(ENTITIES, json=gauge(1.0))
+    level(client, 2.0)
+    assert wait_for(lambda: len(levels(receiver)) >= 2)
+    ids = [body["id"] for _, _, body in receiver.received]
+    prefixes = {i.rsplit("-", 1)[0] for i in ids}
+    assert len(set(ids)) == len(ids) and len(prefixes) == 1  # random source read once
+    assert ids[0].startswith("urn:ngsi-ld:Notification:")
+
+
 def test_changes_to_other_types_are_not_notified(
     client: TestClient, receiver: HttpReceiver
 ) -> None:

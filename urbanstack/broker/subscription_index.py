@@ -9,10 +9,10 @@ when a subscription changes, so the writer thread always reads a consistent snap
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -126,7 +126,12 @@ class SubscriptionIndex:
         items = []
         now = now_timestamp()
         # once per change, whichever candidate subscription asks first
-        changes_of = functools.cache(lambda: attribute_changes(old, new))
+        computed: list[dict[str, Any]] = []
+
+        def changes_of() -> dict[str, Any]:
+            if not computed:
+                computed.append(attribute_changes(old, new))
+            return computed[0]
 
         for sub in index.candidates(entity):
             try:

@@ -34,9 +34,8 @@ from urbanstack.store.base import DeliveryReport, PendingNotification
 LOGGER = logging.getLogger(__name__)
 #: notification ids: unique per process start (a random prefix) and cheap (a counter);
 #: uuid4 per notification read the OS's random source each time
-_NOTIFICATION_IDS = (
-    f"urn:ngsi-ld:Notification:{uuid.uuid4().hex[:16]}-{n}" for n in itertools.count(1)
-)
+_NOTIFICATION_ID_PREFIX = f"urn:ngsi-ld:Notification:{uuid.uuid4().hex[:16]}-"
+_NOTIFICATION_IDS = (f"{_NOTIFICATION_ID_PREFIX}{n}" for n in itertools.count(1))
 JSON_LD = "application/ld+json"
 FLUSH_DELAY_S = 0.02
 
