@@ -157,12 +157,16 @@ def changed_instances(
     new_attrs = new["attrs"]
     for attr, instances in new_attrs.items():
         before = old_attrs.get(attr)
+        if before == instances:  # untouched (one comparison in C): nothing to record
+            continue
         for inst in instances:
             if before and _same_instance_in(before, inst):
                 continue
             rows.append(history_row(attr, inst, modified_at))
     for attr, instances in old_attrs.items():
         after = new_attrs.get(attr)
+        if after == instances:
+            continue
         for inst in instances:
             if not after or not _has_dataset(after, inst.get("datasetId")):
                 rows.append(deletion_row(attr, inst, modified_at))
