@@ -37,6 +37,12 @@ class Settings:
         "waits for it (CPython's default is 5): shorter lets the database threads, which give "
         "the lock up on every row, get it back sooner",
     )
+    cpu_pinning: str = _setting(
+        "auto",
+        "auto: with the SQLite store on a machine of 2 or more CPUs, the event loop and the "
+        "SQLite writer thread share one CPU (they hand the interpreter lock to each other "
+        "thousands of times a second, which costs much more across CPUs); off: no pinning",
+    )
     postgres_pool_size: int = _setting(
         10, "Most connections the PostgreSQL store opens (per process)"
     )
@@ -117,6 +123,8 @@ class Settings:
             raise ValueError("history_retention_days must be 0 (keep all) or more")
         if self.notification_retry_base <= 0 or self.notification_retry_max <= 0:
             raise ValueError("notification_retry_base and notification_retry_max must be > 0")
+        if self.cpu_pinning not in ("auto", "off"):
+            raise ValueError("cpu_pinning must be auto or off")
         if not 0 < self.switch_interval_ms <= 100:
             raise ValueError("switch_interval_ms must be above 0 and at most 100")
         if self.notification_batch < 1:

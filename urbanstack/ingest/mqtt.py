@@ -19,6 +19,7 @@ import contextlib
 import logging
 import multiprocessing
 import threading
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -26,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from urbanstack.ingest.agent import DeviceMessage, IngestAgent, IngestOutcome
 from urbanstack.ingest.mqtt_process import ClientConfig, run_client
 from urbanstack.ngsild.model import now_timestamp
+from urbanstack.runtime import starting_cpus
 from urbanstack.store.base import EntityStore
 
 LOGGER = logging.getLogger(__name__)
@@ -166,7 +168,7 @@ class MqttSouthbound:
         try:
             child = context.Process(
                 target=run_client,
-                args=(self.config, messages_out, acks_in),
+                args=(replace(self.config, cpus=starting_cpus()), messages_out, acks_in),
                 name="urbanstack-mqtt",
                 daemon=True,
             )

@@ -17,6 +17,7 @@ and ``("messages", [(generation, mid, qos, topic, payload), ...])``.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -45,6 +46,8 @@ class ClientConfig:
     reconnect_min_s: float
     reconnect_max_s: float
     log_level: int = logging.WARNING
+    #: the CPUs to run on (the parent's, before it pinned its serving threads), or None
+    cpus: frozenset[int] | None = None
 
 
 def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connection) -> None:
@@ -60,6 +63,8 @@ def run_client(config: ClientConfig, to_parent: Connection, from_parent: Connect
     # the Ctrl-C or SIGTERM sent to the whole process group
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if config.cpus:  # started from a thread pinned to one CPU: run on all of them again
+        os.sched_setaffinity(0, config.cpus)
     logging.basicConfig(level=config.log_level, format="%(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("urbanstack.ingest.mqtt")
     share_property_tables()

@@ -27,6 +27,7 @@ from urbanstack.ngsild.errors import NgsiLdError, NonexistentTenant
 from urbanstack.ngsild.model import Entity, now_timestamp
 from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.query import EntityQuery, QueryResult
+from urbanstack.runtime import pin_serving_thread, release_thread
 from urbanstack.store.base import (
     ChangeResult,
     DiscoveryRow,
@@ -133,7 +134,10 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._readers = ThreadPoolExecutor(self.read_workers, thread_name_prefix="sqlite-read")
+        # readers step through rows without the interpreter lock: every CPU may serve them
+        self._readers = ThreadPoolExecutor(
+            self.read_workers, thread_name_prefix="sqlite-read", initializer=release_thread
+        )
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._writer.start()
         await self._write(None, lambda conn: None)
@@ -233,6 +237,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
     # --- the writer thread
 
     def _write_loop(self) -> None:
+        pin_serving_thread()  # beside the event loop, when the process pins it (runtime.py)
         stop = False
         carry: _Task | None = None  # taken from the queue, but for the next group
         while not stop:
