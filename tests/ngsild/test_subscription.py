@@ -1006,9 +1006,15 @@ def test_pick_restricts_the_notified_members() -> None:
     assert out == {"id": "urn:ngsi-ld:Building:1", "name": {"type": "Property", "value": "a"}}
 
 
-def test_notification_entity_leaves_its_inputs_untouched() -> None:
-    s = sub(notificationTrigger=["attributeDeleted"], notification=note(showChanges=True))
-    old, new = entity(name="a", speed=1), entity(LATER, name="b")
+@pytest.mark.parametrize(
+    "triggers", [["attributeDeleted"], ["attributeUpdated"], ["entityUpdated"]]
+)
+@pytest.mark.parametrize("show_changes", [True, False])
+def test_notification_entity_leaves_its_inputs_untouched(
+    triggers: list[str], show_changes: bool
+) -> None:
+    s = sub(notificationTrigger=triggers, notification=note(showChanges=show_changes))
+    old, new = entity(name="a", speed=1, height=3), entity(LATER, name="b", height=3)
     before = copy.deepcopy((old, new))
     m = match_change(s, old, new, LATER)
     assert m is not None

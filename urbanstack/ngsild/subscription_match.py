@@ -173,8 +173,11 @@ def attribute_changes(
     new_attrs = new.get("attrs", {}) if new is not None else {}
     changes: dict[str, dict[Key, str]] = {}
     for iri in dict.fromkeys([*new_attrs, *old_attrs]):
-        before = _by_dataset(old_attrs.get(iri, []))
-        after = _by_dataset(new_attrs.get(iri, []))
+        old_instances, new_instances = old_attrs.get(iri), new_attrs.get(iri)
+        if old_instances == new_instances:  # untouched (one comparison in C)
+            continue
+        before = _by_dataset(old_instances or [])
+        after = _by_dataset(new_instances or [])
         kinds: dict[Key, str] = {}
         for key, inst in after.items():
             previous = before.get(key)
@@ -298,13 +301,17 @@ def notification_entity(
                 if iri in match.changed:
                     out["attrs"][iri] = [_deleted_instance(i, at, show) for i in instances]
     else:
-        # a copy deep enough for what is added below (previousValue-style members and
-        # deleted instances): the entity, its attribute lists and their instance dicts
+        # the attribute lists are shared with ``new``; those that get previousValue-style
+        # members or deleted instances below are copied first (list and instance dicts)
         attrs = new.get("attrs", {})
         if sub.attributes is not None:
             attrs = {iri: v for iri, v in attrs.items() if iri in sub.attributes}
         out = {k: v for k, v in new.items() if k != "attrs"}
-        out["attrs"] = {iri: [dict(inst) for inst in v] for iri, v in attrs.items()}
+        out["attrs"] = dict(attrs)
+        if old is not None and (show or {"attributeDeleted", "entityUpdated"} & sub.triggers):
+            for iri in match.changed:
+                if iri in out["attrs"]:
+                    out["attrs"][iri] = [dict(inst) for inst in out["attrs"][iri]]
         if old is not None:
             show_deleted = bool({"attributeDeleted", "entityUpdated"} & sub.triggers)
             changes = changes_of() if changes_of is not None else attribute_changes(old, new)
