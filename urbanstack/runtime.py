@@ -39,7 +39,9 @@ def pin_serving_threads(settings: Settings) -> int | None:
     data between caches. On one CPU, partial updates measured +25-30 % (1,270-1,420 →
     1,570-1,900/s, 10 connections). Threads that run SQL without the lock (the SQLite
     readers) and the MQTT client process go back to every CPU (:func:`release_thread`).
-    The highest-numbered CPU is taken: CPU 0 usually serves the most interrupts."""
+    The CPU taken is the one the thread runs on now (several processes started on one
+    machine land on different CPUs), else the highest-numbered; `taskset` before ``serve``
+    chooses among which CPUs."""
     global _starting_cpus, _serving_cpu
     from urbanstack.store import store_scheme
 
@@ -50,9 +52,20 @@ def pin_serving_threads(settings: Settings) -> int | None:
     cpus = frozenset(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return None
-    _starting_cpus, _serving_cpu = cpus, max(cpus)
+    current = _current_cpu()
+    _starting_cpus, _serving_cpu = cpus, current if current in cpus else max(cpus)
     os.sched_setaffinity(0, {_serving_cpu})
     return _serving_cpu
+
+
+def _current_cpu() -> int | None:
+    """The CPU the calling thread last ran on (Linux), or None."""
+    try:
+        with open("/proc/thread-self/stat") as stat:
+            # fields after "pid (comm)": the 39th field of the line, "processor", is 37th here
+            return int(stat.read().rsplit(")", 1)[1].split()[36])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def pin_serving_thread() -> None:
