@@ -63,7 +63,7 @@ def serve(
     import uvicorn
 
     from urbanstack.api.app import create_app
-    from urbanstack.runtime import tune_process
+    from urbanstack.runtime import serving_cpu, tune_process
 
     try:
         settings = Settings.from_env(
@@ -88,9 +88,11 @@ def serve(
         timeout_graceful_shutdown=30,
         lifespan="on",
     )
+    cpu = serving_cpu()
+    pinned = f", event loop and writer on CPU {cpu}" if cpu is not None else ""
     click.echo(
         f"urbanstack {__version__} on http://{settings.host}:{settings.port}/ngsi-ld/v1 "
-        f"(store {settings.store})",
+        f"(store {settings.store}{pinned})",
         err=True,
     )
     server = uvicorn.Server(config)

@@ -81,6 +81,11 @@ def release_thread() -> None:
         os.sched_setaffinity(0, _starting_cpus)
 
 
+def serving_cpu() -> int | None:
+    """The CPU the event loop and the SQLite writer run on, or None (not pinned)."""
+    return _serving_cpu
+
+
 def starting_cpus() -> frozenset[int] | None:
     """The CPUs the process started with, when it pinned its serving threads (else None)."""
     return _starting_cpus

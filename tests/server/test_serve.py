@@ -301,3 +301,32 @@ def test_measures_acknowledged_by_mqtt_survive_a_kill_9_of_the_platform(store_fi
         publisher.loop_stop()
         server.stop(signal.SIGKILL)
         broker.stop()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs 2 CPUs or more")
+def test_serve_runs_its_event_loop_and_writer_on_the_cpu_it_names(store_file: Path) -> None:
+    srv = Server(store_file)
+    try:
+        loop_cpus = os.sched_getaffinity(srv.proc.pid)  # the main thread's: the event loop
+        others = [
+            os.sched_getaffinity(int(tid))
+            for tid in os.listdir(f"/proc/{srv.proc.pid}/task")
+            if int(tid) != srv.proc.pid
+        ]
+    finally:
+        srv.stop()
+    banner = srv.output()
+    assert len(loop_cpus) == 1
+    assert loop_cpus in others  # the SQLite writer (Python 3.11 names no OS thread)
+    (cpu,) = loop_cpus
+    assert f"event loop and writer on CPU {cpu}" in banner
+
+
+def test_serve_pins_nothing_when_told_not_to(store_file: Path) -> None:
+    srv = Server(store_file, cpu_pinning="off")
+    try:
+        cpus = os.sched_getaffinity(srv.proc.pid)
+    finally:
+        srv.stop()
+    assert cpus == os.sched_getaffinity(0)
+    assert "event loop and writer on CPU" not in srv.output()
