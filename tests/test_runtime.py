@@ -142,3 +142,18 @@ def test_the_mqtt_client_process_runs_on_every_cpu_of_a_pinned_parent(
 
 def test_the_current_cpu_is_one_the_process_may_use() -> None:
     assert runtime._current_cpu() in ALL_CPUS
+
+
+@several_cpus
+def test_a_sandbox_that_forbids_pinning_leaves_the_process_unpinned(
+    restored_process: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(pid: int, cpus: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setaffinity", forbidden)
+    tune_process(Settings(store=f"sqlite:///{tmp_path / 'x.db'}"))
+    monkeypatch.undo()
+
+    assert runtime.serving_cpu() is None and runtime.starting_cpus() is None
+    assert os.sched_getaffinity(0) == ALL_CPUS

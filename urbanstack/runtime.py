@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from urbanstack.settings import Settings
+
+LOGGER = logging.getLogger(__name__)
 
 #: allocations between young-generation collections (CPython's default is 700): parsing a
 #: request builds thousands of short-lived dicts, and at 700 the collector ran many times
@@ -53,8 +57,13 @@ def pin_serving_threads(settings: Settings) -> int | None:
     if len(cpus) < 2:
         return None
     current = _current_cpu()
-    _starting_cpus, _serving_cpu = cpus, current if current in cpus else max(cpus)
-    os.sched_setaffinity(0, {_serving_cpu})
+    chosen = current if current in cpus else max(cpus)
+    try:
+        os.sched_setaffinity(0, {chosen})
+    except OSError as exc:  # a sandbox may forbid it: serve unpinned
+        LOGGER.warning("cannot pin the serving threads to CPU %d (%s): not pinned", chosen, exc)
+        return None
+    _starting_cpus, _serving_cpu = cpus, chosen
     return _serving_cpu
 
 
@@ -71,14 +80,16 @@ def _current_cpu() -> int | None:
 def pin_serving_thread() -> None:
     """Run the calling thread on the serving CPU, if :func:`pin_serving_threads` chose one."""
     if _serving_cpu is not None:
-        os.sched_setaffinity(0, {_serving_cpu})
+        with contextlib.suppress(OSError):  # pinning is an optimisation, never a failure
+            os.sched_setaffinity(0, {_serving_cpu})
 
 
 def release_thread() -> None:
     """Let the calling thread (and what it starts) run on every CPU the process started
     with again."""
     if _starting_cpus is not None:
-        os.sched_setaffinity(0, _starting_cpus)
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, _starting_cpus)
 
 
 def serving_cpu() -> int | None:
