@@ -40,8 +40,8 @@ def pin_serving_threads(settings: Settings) -> int | None:
 
     The two threads hand Python's interpreter lock to each other at every statement the
     writer runs; across two CPUs each hand-over wakes the other CPU and moves the working
-    data between caches. On one CPU, partial updates measured +25-30 % (1,270-1,420 →
-    1,570-1,900/s, 10 connections). Threads that run SQL without the lock (the SQLite
+    data between caches. On one CPU, updates measured +12-24 % (``bench/pinning.py``:
+    alternating runs, 10 connections). Threads that run SQL without the lock (the SQLite
     readers) and the MQTT client process go back to every CPU (:func:`release_thread`).
     The CPU taken is the one the thread runs on now (several processes started on one
     machine land on different CPUs), else the highest-numbered; `taskset` before ``serve``
