@@ -22,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 BIN_DIRS = [Path("/usr/lib/postgresql/15/bin")]
 TEMPLATE = "urbanstack_template"
@@ -200,3 +201,17 @@ async def _empty(url: str) -> None:
             await conn.execute("\n".join(statements))
     finally:
         await conn.close()
+
+
+async def drop_coordination_connection(store: Any) -> None:
+    """End a PostgreSQL store's connection for locks and announcements from the server
+    side (``pg_terminate_backend``), as a database restart or a network cut does."""
+    import asyncpg
+
+    conn = store._coordination
+    assert conn is not None, "the store has no coordination connection"
+    admin = await asyncpg.connect(store.dsn)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+    finally:
+        await admin.close()

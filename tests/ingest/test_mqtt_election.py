@@ -8,10 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 
-from tests.postgres_cluster import PostgresCluster
+from tests.postgres_cluster import PostgresCluster, drop_coordination_connection
 from urbanstack.ingest.mqtt import MQTT_LOCK, run_when_elected
 from urbanstack.store.postgres import PostgresStore, load_from_url
 
@@ -65,16 +64,6 @@ async def _eventually(check: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _drop_coordination(store: PostgresStore) -> None:
-    conn = store._coordination
-    assert conn is not None
-    admin = await asyncpg.connect(store.dsn)
-    try:
-        await admin.fetchval("SELECT pg_terminate_backend($1)", conn.get_server_pid())
-    finally:
-        await admin.close()
-
-
 async def test_one_process_receives_and_another_takes_over_when_it_loses_the_lock(
     stores: list[PostgresStore],
 ) -> None:
@@ -91,7 +80,7 @@ async def test_one_process_receives_and_another_takes_over_when_it_loses_the_loc
         await asyncio.sleep(0.3)
         assert not second.running
 
-        await _drop_coordination(first_store)
+        await drop_coordination_connection(first_store)
 
         await _eventually(lambda: first.stops == 1)
         # then one of them (whichever takes the free lock first) receives, alone (for a

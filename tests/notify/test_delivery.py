@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.postgres_cluster import PostgresCluster
+from tests.postgres_cluster import PostgresCluster, drop_coordination_connection
 from tests.receivers import HttpReceiver, Mosquitto, free_port, make_certificates, wait_for
 from urbanstack.api.app import create_app
 from urbanstack.settings import Settings
@@ -436,21 +436,16 @@ def test_a_subscription_pattern_too_slow_to_match_fails_no_write(
 
 
 def _drop_coordination(client: TestClient) -> None:
-    """End the PostgreSQL store's connection for locks and announcements from the server
-    side, as a database restart does."""
-    import asyncpg
-
+    """End the app's PostgreSQL coordination connection from the server side."""
     store = client.app.state.broker.store  # type: ignore[attr-defined]
-    pid = store._coordination.get_server_pid()
+    asyncio.run(drop_coordination_connection(store))
 
-    async def terminate() -> None:
-        admin = await asyncpg.connect(store.dsn)
-        try:
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await admin.close()
 
-    asyncio.run(terminate())
+def _notified_once(client: TestClient, receiver: HttpReceiver) -> None:
+    """Subscribe, create the gauge at 1.0 and wait for its notification."""
+    subscribe(client, receiver.url)
+    client.post(ENTITIES, json=gauge(1.0))
+    assert wait_for(lambda: levels(receiver) == [1.0])
 
 
 def test_notifications_flow_again_after_the_lock_connection_is_lost(
@@ -458,9 +453,7 @@ def test_notifications_flow_again_after_the_lock_connection_is_lost(
 ) -> None:
     settings = Settings(store=postgres_cluster.empty_store())
     with TestClient(create_app(settings)) as client:
-        subscribe(client, receiver.url)
-        client.post(ENTITIES, json=gauge(1.0))
-        assert wait_for(lambda: levels(receiver) == [1.0])
+        _notified_once(client, receiver)
 
         _drop_coordination(client)
         for value in (2.0, 3.0):

@@ -8,10 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 
-from tests.postgres_cluster import PostgresCluster
+from tests.postgres_cluster import PostgresCluster, drop_coordination_connection
 from urbanstack.store.base import ANNOUNCEMENTS_MISSED
 from urbanstack.store.postgres import PostgresStore, load_from_url
 
@@ -53,18 +52,6 @@ async def stores(pg_url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStor
         await second.close()
 
 
-async def _drop_coordination(url: str, store: PostgresStore) -> None:
-    """End ``store``'s coordination connection from the server side, as a restart does."""
-    conn = store._coordination
-    assert conn is not None
-    pid = conn.get_server_pid()
-    admin = await asyncpg.connect(url)
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await admin.close()
-
-
 async def _eventually(check: Any, timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
@@ -85,25 +72,28 @@ async def test_a_lock_is_held_by_one_process(
     assert await second.try_lock("job")
 
 
+async def _lose_lock(store: PostgresStore, name: str) -> None:
+    """Take ``name``, then lose it with the store's coordination connection."""
+    assert await store.try_lock(name)
+    await drop_coordination_connection(store)
+    await _eventually(lambda: not store.holds_lock(name))
+
+
 async def test_a_lost_connection_ends_the_locks_it_held(
-    pg_url: str, stores: tuple[PostgresStore, PostgresStore]
+    stores: tuple[PostgresStore, PostgresStore],
 ) -> None:
     first, second = stores
-    assert await first.try_lock("job")
 
-    await _drop_coordination(pg_url, first)
+    await _lose_lock(first, "job")
 
-    await _eventually(lambda: not first.holds_lock("job"))
     assert await second.try_lock("job")
 
 
 async def test_locks_are_taken_again_after_the_store_reconnects(
-    pg_url: str, stores: tuple[PostgresStore, PostgresStore]
+    stores: tuple[PostgresStore, PostgresStore],
 ) -> None:
     first, _ = stores
-    assert await first.try_lock("job")
-    await _drop_coordination(pg_url, first)
-    await _eventually(lambda: not first.holds_lock("job"))
+    await _lose_lock(first, "job")
 
     for _ in range(500):  # refused (False, no exception) while reconnecting, then granted
         if await first.try_lock("other"):
@@ -114,12 +104,10 @@ async def test_locks_are_taken_again_after_the_store_reconnects(
 
 
 async def test_unlocking_a_lock_lost_with_its_connection_is_harmless(
-    pg_url: str, stores: tuple[PostgresStore, PostgresStore]
+    stores: tuple[PostgresStore, PostgresStore],
 ) -> None:
     first, second = stores
-    assert await first.try_lock("job")
-    await _drop_coordination(pg_url, first)
-    await _eventually(lambda: not first.holds_lock("job"))
+    await _lose_lock(first, "job")
     assert await second.try_lock("job")
 
     await first.unlock("job")
@@ -129,13 +117,13 @@ async def test_unlocking_a_lock_lost_with_its_connection_is_harmless(
 
 
 async def test_every_process_is_told_to_reload_after_a_reconnection(
-    pg_url: str, stores: tuple[PostgresStore, PostgresStore]
+    stores: tuple[PostgresStore, PostgresStore],
 ) -> None:
     first, second = stores
     heard_first: Heard = first.announcement_listener  # type: ignore[assignment]
     heard_second: Heard = second.announcement_listener  # type: ignore[assignment]
 
-    await _drop_coordination(pg_url, first)
+    await drop_coordination_connection(first)
 
     # announcements made while it was away may be lost both ways: everyone reloads
     await _eventually(lambda: ANNOUNCEMENTS_MISSED in heard_first.topics())
@@ -143,11 +131,11 @@ async def test_every_process_is_told_to_reload_after_a_reconnection(
 
 
 async def test_announcements_flow_again_after_a_reconnection(
-    pg_url: str, stores: tuple[PostgresStore, PostgresStore]
+    stores: tuple[PostgresStore, PostgresStore],
 ) -> None:
     first, second = stores
     heard_first: Heard = first.announcement_listener  # type: ignore[assignment]
-    await _drop_coordination(pg_url, first)
+    await drop_coordination_connection(first)
     await _eventually(lambda: ANNOUNCEMENTS_MISSED in heard_first.topics())
 
     await second.announce("subscription", {"id": "after"})
@@ -156,11 +144,11 @@ async def test_announcements_flow_again_after_a_reconnection(
 
 
 async def test_an_announcement_while_disconnected_does_not_fail_the_caller(
-    pg_url: str, stores: tuple[PostgresStore, PostgresStore]
+    stores: tuple[PostgresStore, PostgresStore],
 ) -> None:
     first, _ = stores
     conn = first._coordination
-    await _drop_coordination(pg_url, first)
+    await drop_coordination_connection(first)
     await _eventually(lambda: conn is not None and conn.is_closed())
 
     await first.announce("subscription", {"id": "during"})  # logged, covered by the reload
@@ -168,7 +156,7 @@ async def test_an_announcement_while_disconnected_does_not_fail_the_caller(
 
 async def test_closing_the_store_stops_reconnecting(pg_url: str) -> None:
     store = await _open(pg_url)
-    await _drop_coordination(pg_url, store)
+    await drop_coordination_connection(store)
     await store.close()
     await asyncio.sleep(0.3)
 
