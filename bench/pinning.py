@@ -65,10 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=8, help="seconds a run [8]")
     parser.add_argument("--entities", type=int, default=10_000, help="entities loaded [10000]")
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="urbanstack-pinning-") as tmp:
+        return compare(Path(tmp), args.entities, args.rounds, args.duration)
 
-    work = Path(tempfile.mkdtemp(prefix="urbanstack-pinning-"))
+
+def compare(work: Path, entities: int, rounds: int, seconds: int) -> int:
+    """Load ``entities`` into a store under ``work``, then time every workload in both
+    modes, alternating, ``rounds`` runs each; print the runs and medians."""
     store, data = work / "pinning.db", work / "data"
-    dataset = make_dataset(args.entities)
+    dataset = make_dataset(entities)
     write_wrk_data(data, dataset)
     port = free_port()
     loader = Server(
@@ -76,21 +81,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         loader.wait_ready()
-        loaded = load(port, dataset.bodies, args.entities)
+        loaded = load(port, dataset.bodies, entities)
     finally:
         loader.stop()
     if loaded.failures:
         print(f"load failed: {loaded.failures[0]}", file=sys.stderr)
         return 1
     print(
-        f"urbanstack pinning benchmark on {HOST}: {args.entities:,} entities, "
-        f"{args.rounds} rounds of {args.duration} s per mode, modes alternating"
+        f"urbanstack pinning benchmark on {HOST}: {entities:,} entities, "
+        f"{rounds} rounds of {seconds} s per mode, modes alternating"
     )
     for label, script, expect in WORKLOADS:
         rates: dict[str, list[float]] = {mode: [] for mode in MODES}
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for mode in MODES:
-                rates[mode].append(run_once(store, data, mode, script, expect, args.duration))
+                rates[mode].append(run_once(store, data, mode, script, expect, seconds))
         runs = "  ".join(
             f"{mode}: {' / '.join(f'{r:,.0f}' for r in rates[mode])}" for mode in MODES
         )

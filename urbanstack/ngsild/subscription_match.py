@@ -308,12 +308,12 @@ def notification_entity(
             attrs = {iri: v for iri, v in attrs.items() if iri in sub.attributes}
         out = {k: v for k, v in new.items() if k != "attrs"}
         out["attrs"] = dict(attrs)
-        if old is not None and (show or {"attributeDeleted", "entityUpdated"} & sub.triggers):
-            for iri in match.changed:
-                if iri in out["attrs"]:
-                    out["attrs"][iri] = [dict(inst) for inst in out["attrs"][iri]]
         if old is not None:
             show_deleted = bool({"attributeDeleted", "entityUpdated"} & sub.triggers)
+            if show or show_deleted:
+                for iri in match.changed:
+                    if iri in out["attrs"]:
+                        out["attrs"][iri] = [dict(inst) for inst in out["attrs"][iri]]
             changes = changes_of() if changes_of is not None else attribute_changes(old, new)
             for iri in match.changed:
                 before = _by_dataset(old.get("attrs", {}).get(iri, []))
