@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 
 from urbanstack.ngsild.jsonld import core_term_map
 from urbanstack.ngsild.model import Entity, parse_entity, parse_instance
-from urbanstack.ngsild.representation import render_default_view, update_default_view
+from urbanstack.ngsild.representation import (
+    RenderOptions,
+    render_default_view,
+    render_instance,
+    update_default_view,
+)
 
 TERMS = core_term_map()
 NOW = "2026-11-24T10:00:00.000000Z"
@@ -112,3 +117,34 @@ def test_a_view_whose_member_count_disagrees_asks_for_a_full_render() -> None:
     old = sensor()
     new = updated(old, [(0, 0)])
     assert update_default_view(b'{"id":"urn:ngsi-ld:Sensor:1"}', old, new) is None
+
+
+PLAIN_MEMBERS = {
+    "observedAt": st.just("2026-01-01T00:00:00.123456Z"),
+    "unitCode": st.sampled_from(["CEL", "MTR"]),
+    "datasetId": st.just("urn:ngsi-ld:Dataset:a"),
+    "createdAt": st.just(NOW),
+    "modifiedAt": st.just(LATER),
+}
+SCALARS = st.one_of(
+    st.integers(), st.floats(allow_nan=False), st.text(max_size=5), st.booleans(), st.none()
+)
+
+
+@given(
+    st.one_of(
+        SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(st.text(max_size=3), SCALARS)
+    ),
+    st.fixed_dictionaries({}, optional=PLAIN_MEMBERS),
+    st.sampled_from([RenderOptions(), RenderOptions(sys_attrs=True), RenderOptions(lang="vi")]),
+)
+def test_a_plain_property_renders_as_the_general_path_does(
+    value: Any, members: dict[str, Any], opts: RenderOptions
+) -> None:
+    inst = {"type": "Property", "value": value, **members}
+    with_extra = {**inst, "deletedAt": LATER}  # a member the fast path leaves to the general one
+    fast = render_instance(inst, TERMS, opts, False)
+    general = render_instance(with_extra, TERMS, opts, False)
+    assert general.pop("deletedAt") == LATER[:23] + "Z"
+    assert fast == general
+    assert list(fast) == list(general)  # the same members in the same order

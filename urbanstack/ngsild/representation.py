@@ -13,7 +13,7 @@ from typing import Any, Literal
 import orjson
 
 from urbanstack.ngsild.errors import BadRequestData
-from urbanstack.ngsild.jsonld import TermMap
+from urbanstack.ngsild.jsonld import TermMap, core_term_map
 from urbanstack.ngsild.model import VALUE_MEMBER, Entity, Instance
 
 Format = Literal["normalized", "concise", "keyValues"]
@@ -88,9 +88,36 @@ def _compact_value(inst: Instance, terms: TermMap) -> Any:
     return value
 
 
+#: members a plain Property instance may have for :func:`_render_plain` to render it
+_PLAIN_MEMBERS = frozenset(
+    {"type", "value", "observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt"}
+)
+
+
+def _render_plain(inst: Instance) -> dict[str, Any]:
+    """A Property with none but the usual members, normalized, without system attributes:
+    most instances a store renders (the same output as the general path, faster)."""
+    out: dict[str, Any] = {"type": "Property", "value": inst["value"]}
+    if "observedAt" in inst:
+        out["observedAt"] = _public_time(inst["observedAt"])
+    if "unitCode" in inst:
+        out["unitCode"] = inst["unitCode"]
+    if "datasetId" in inst:
+        out["datasetId"] = inst["datasetId"]
+    return out
+
+
 def render_instance(inst: Instance, terms: TermMap, opts: RenderOptions, concise: bool) -> Any:
     """One stored-form attribute instance, normalized (or concise), compacted with ``terms``."""
     attr_type = inst["type"]
+    if (
+        attr_type == "Property"
+        and not concise
+        and not opts.sys_attrs
+        and "value" in inst
+        and inst.keys() <= _PLAIN_MEMBERS
+    ):
+        return _render_plain(inst)
     member = VALUE_MEMBER[attr_type]
     value = _compact_value(inst, terms)
     out: dict[str, Any] = {}
@@ -215,8 +242,6 @@ DEFAULT_OPTIONS = RenderOptions()
 def render_default_view(entity: Entity) -> bytes:
     """The answer most requests want, kept by the store beside each entity: normalized,
     compacted with the core context alone, no system attributes, as JSON bytes."""
-    from urbanstack.ngsild.jsonld import core_term_map
-
     return orjson.dumps(render_entity(entity, core_term_map(), DEFAULT_OPTIONS))
 
 
@@ -228,16 +253,22 @@ def update_default_view(view: bytes, old: Entity, new: Entity) -> bytes | None:
     old_attrs, new_attrs = old["attrs"], new["attrs"]
     if old["type"] != new["type"] or old.get("scope") != new.get("scope"):
         return None
-    if list(old_attrs) != list(new_attrs):
+    if len(old_attrs) != len(new_attrs) or any(
+        a != b for a, b in zip(old_attrs, new_attrs, strict=True)
+    ):
         return None
-    from urbanstack.ngsild.jsonld import core_term_map
-
     terms = core_term_map()
     out = orjson.loads(view)
     if len(out) != len(new_attrs) + 2 + ("scope" in new):  # two IRIs shared a term
         return None
     for iri, instances in new_attrs.items():
-        if instances != old_attrs[iri]:
-            rendered = [render_instance(i, terms, DEFAULT_OPTIONS, False) for i in instances]
-            out[terms.compact(iri)] = rendered[0] if len(rendered) == 1 else rendered
+        if instances is not old_attrs[iri] and instances != old_attrs[iri]:
+            if len(instances) == 1:
+                out[terms.compact(iri)] = render_instance(
+                    instances[0], terms, DEFAULT_OPTIONS, False
+                )
+            else:
+                out[terms.compact(iri)] = [
+                    render_instance(i, terms, DEFAULT_OPTIONS, False) for i in instances
+                ]
     return orjson.dumps(out)

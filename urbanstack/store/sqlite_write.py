@@ -121,10 +121,23 @@ def _presence_counts(found: list[ValueRow]) -> dict[tuple[str, str], int]:
     return counts
 
 
-def _names_geometry(presence: dict[tuple[str, str], int]) -> bool:
-    """Whether a GeoProperty is among the (path, kind) presence keys (sub-attributes
-    included: re-reading the shapes then is only wasted work)."""
-    return any(kind == "GeoProperty" for _, kind in presence)
+def _split_rows(
+    found: list[ValueRow],
+) -> tuple[dict[tuple[str, str], int], set[ValueRow], bool]:
+    """(presence counts, value rows, whether a GeoProperty is among them) in one pass."""
+    counts: dict[tuple[str, str], int] = {}
+    values: set[ValueRow] = set()
+    geo = False
+    for row in found:
+        if row[1] is None:
+            kind = row[2] or "Property"
+            key = (row[0], kind)
+            counts[key] = counts.get(key, 0) + 1
+            if kind == "GeoProperty":
+                geo = True
+        else:
+            values.add(row)
+    return counts, values, geo
 
 
 def _typed_values(found: Iterable[ValueRow], types: list[str]) -> set[tuple[str, str, Any]]:
@@ -138,7 +151,7 @@ def _typed_values(found: Iterable[ValueRow], types: list[str]) -> set[tuple[str,
 def changed_rows(old: Entity, new: Entity) -> tuple[IndexRows, IndexRows]:
     """(rows to add, rows to remove) turning ``old`` into ``new``: only the attributes
     whose instances differ are re-indexed, and shapes only when a changed attribute is a
-    GeoProperty, so an update costs what it changes."""
+    GeoProperty (sub-attributes included), so an update costs what it changes."""
     old_attrs, new_attrs = old["attrs"], new["attrs"]
     if old["type"] != new["type"]:  # value rows carry the types: all of them change
         return diff_rows(index_rows(old), index_rows(new))
@@ -148,28 +161,28 @@ def changed_rows(old: Entity, new: Entity) -> tuple[IndexRows, IndexRows]:
         added.scopes, removed.scopes = new_scopes - old_scopes, old_scopes - new_scopes
     changed = [
         iri
-        for iri in old_attrs.keys() | new_attrs.keys()
-        if old_attrs.get(iri) != new_attrs.get(iri)
+        for iri, instances in new_attrs.items()
+        if (before_instances := old_attrs.get(iri)) is not instances
+        and before_instances != instances
     ]
+    changed += [iri for iri in old_attrs if iri not in new_attrs]
     if not changed:
         return added, removed
-    before = value_rows(old, changed, system_times=False)
-    after = value_rows(new, changed, system_times=False)
-    old_presence = _presence_counts(before)
-    new_presence = _presence_counts(after)
-    for key in old_presence.keys() | new_presence.keys():
-        if old_presence.get(key) != new_presence.get(key):
-            if key in new_presence:
-                added.presence[key] = new_presence[key]
-            if key in old_presence:
-                removed.presence[key] = old_presence[key]
+    old_presence, old_values, old_geo = _split_rows(value_rows(old, changed, system_times=False))
+    new_presence, new_values, new_geo = _split_rows(value_rows(new, changed, system_times=False))
+    if old_presence != new_presence:
+        for key in old_presence.keys() | new_presence.keys():
+            if old_presence.get(key) != new_presence.get(key):
+                if key in new_presence:
+                    added.presence[key] = new_presence[key]
+                if key in old_presence:
+                    removed.presence[key] = old_presence[key]
     # compare the raw rows first: only the few that differ get one typed row per type
-    old_values = {row for row in before if row[1] is not None}
-    new_values = {row for row in after if row[1] is not None}
-    types = new["type"]
-    added.values = _typed_values(new_values - old_values, types)
-    removed.values = _typed_values(old_values - new_values, types)
-    if _names_geometry(old_presence) or _names_geometry(new_presence):
+    if old_values != new_values:
+        types = new["type"]
+        added.values = _typed_values(new_values - old_values, types)
+        removed.values = _typed_values(old_values - new_values, types)
+    if old_geo or new_geo:
         old_shapes, new_shapes = _shapes(old), _shapes(new)
         if old_shapes != new_shapes:
             added.shapes, removed.shapes = new_shapes, old_shapes
