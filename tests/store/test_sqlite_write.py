@@ -417,10 +417,33 @@ async def test_requests_grouped_together_see_each_others_changes(
     assert stored["attrs"][TERMS.expand("battery")][0]["value"] == 9
 
 
-def test_index_rows_leave_out_the_instances_system_times() -> None:
+def test_index_rows_leave_out_the_instances_times() -> None:
     paths = {path for path, _, _ in index_rows(entity(1, stamp(1))).values}
-    assert any(path.endswith("\x1fobservedAt\x1ddt") for path in paths)
-    assert not [p for p in paths if p.endswith(("\x1fcreatedAt\x1ddt", "\x1fmodifiedAt\x1ddt"))]
+    times = ("\x1fobservedAt\x1ddt", "\x1fcreatedAt\x1ddt", "\x1fmodifiedAt\x1ddt")
+    assert paths
+    assert not [p for p in paths if p.endswith(times)]
+
+
+async def test_upgrade_to_schema_6_drops_observed_at_index_rows(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "u.db")
+    await store.open()
+    await store.change_entities(None, [create(entity(1, stamp(1)))])
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "u.db")
+    with conn:  # what schema 5 wrote: a row for an instance's observedAt
+        conn.execute("INSERT INTO paths (path) VALUES (?)", ("name\x1fobservedAt\x1ddt",))
+        pid = conn.execute("SELECT max(pid) FROM paths").fetchone()[0]
+        conn.execute("INSERT INTO attr_values VALUES (?, 1, ?, 1)", (pid, stamp(1)))
+        conn.execute("PRAGMA user_version=5")
+    conn.close()
+    store = SQLiteStore(tmp_path / "u.db")
+    await store.open()
+    await store.change_entities(None, [create(entity(2, stamp(2)))])  # opens the writer
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "u.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("SELECT count(*) FROM attr_values WHERE pid = ?", (pid,)).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM attr_values").fetchone()[0] > 0
 
 
 async def test_upgrade_to_schema_5_drops_system_time_index_rows(tmp_path: Path) -> None:
@@ -440,7 +463,7 @@ async def test_upgrade_to_schema_5_drops_system_time_index_rows(tmp_path: Path) 
     await store.change_entities(None, [create(entity(2, stamp(2)))])  # opens the writer
     await store.close()
     conn = sqlite3.connect(tmp_path / "u.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
     assert conn.execute("SELECT count(*) FROM attr_values WHERE pid = ?", (pid,)).fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM attr_values").fetchone()[0] > 0
     conn.close()

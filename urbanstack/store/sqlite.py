@@ -52,7 +52,7 @@ from urbanstack.store.sqlite_temporal import SQLiteHistory
 from urbanstack.store.sqlite_write import Prepared, apply_changes, existing_ids, prepare_new
 
 LOGGER = logging.getLogger(__name__)
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MAX_GROUP = 512
 #: entity changes per write group: ten 1,000-entity batches commit one after another (each
 #: answered when it is written) instead of all together after the last one

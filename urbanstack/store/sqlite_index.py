@@ -18,9 +18,10 @@ KEY = "\x1e"
 MAX_DEPTH = 4
 MAX_ROWS_PER_ATTRIBUTE = 256
 _TIME_MEMBERS = ("observedAt", "createdAt", "modifiedAt")
-#: instance members the SQLite index leaves out: every write rewrites them, and q rarely
-#: asks for them (the SQLite store checks such terms on the entity documents instead)
-SYSTEM_TIME_MEMBERS = frozenset({"createdAt", "modifiedAt"})
+#: instance members the SQLite index leaves out: every write (every measure of a sensor)
+#: rewrites them, and q rarely asks for them: the SQLite store checks such terms on the
+#: entity documents instead (a scan of the entities having the attribute)
+UNINDEXED_MEMBERS = frozenset({"observedAt", "createdAt", "modifiedAt"})
 _TEXT_MEMBERS = ("unitCode", "datasetId")
 #: kinds of leaf rows: plain values (None), relationship objects, normalised datetimes;
 #: typed rows live under their own path (path + TYPED + kind) so lookups stay on one index
@@ -82,7 +83,7 @@ def _leaves(path: str, value: Any, depth: int, out: list[ValueRow], kind: str | 
 
 
 _TIME_SUFFIXES = tuple((meta, SUB + meta) for meta in _TIME_MEMBERS)
-_OBSERVED_SUFFIXES = tuple(m for m in _TIME_SUFFIXES if m[0] not in SYSTEM_TIME_MEMBERS)
+_INDEXED_TIME_SUFFIXES = tuple(m for m in _TIME_SUFFIXES if m[0] not in UNINDEXED_MEMBERS)
 _TEXT_SUFFIXES = tuple((meta, SUB + meta) for meta in _TEXT_MEMBERS)
 
 
@@ -131,11 +132,11 @@ def value_rows(
     entity: Entity, only: Iterable[str] | None = None, *, system_times: bool = True
 ) -> list[ValueRow]:
     """Every (path, value, kind) row of the attribute-value index for ``entity`` (or for
-    the attributes ``only`` names); without ``system_times``, no rows for the
-    instances' ``createdAt`` and ``modifiedAt``."""
+    the attributes ``only`` names); without ``system_times``, no rows for the instance
+    members :data:`UNINDEXED_MEMBERS` names (what the SQLite store indexes)."""
     out: list[ValueRow] = []
     attrs = entity["attrs"]
-    times = _TIME_SUFFIXES if system_times else _OBSERVED_SUFFIXES
+    times = _TIME_SUFFIXES if system_times else _INDEXED_TIME_SUFFIXES
     for iri in attrs if only is None else only:
         for inst in attrs.get(iri, ()):
             _instance_rows(iri, inst, 0, out, times)

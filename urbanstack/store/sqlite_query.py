@@ -36,7 +36,7 @@ from urbanstack.store.sqlite_index import (
     BOOL,
     DT,
     REL,
-    SYSTEM_TIME_MEMBERS,
+    UNINDEXED_MEMBERS,
     path_text,
     sql_value,
     typed_path,
@@ -199,15 +199,15 @@ def _reads_member(path: AttrPath) -> bool:
 
 def _unindexed(path: AttrPath) -> bool:
     """Whether a path reads an instance member the index leaves out (see sqlite_index)."""
-    return _member(path) in SYSTEM_TIME_MEMBERS
+    return _member(path) in UNINDEXED_MEMBERS
 
 
 def _document_check_sql(
     term: Comparison, lookup: PathLookup, params: list[Any], register: SlotRegistry | None
 ) -> str:
     """The entities having the term's attribute whose documents satisfy it: SQLite's JSON
-    functions for an attribute's own ``createdAt``/``modifiedAt``, the reference evaluator
-    (the SQL function ``q_term``) for sub-attributes and patterns."""
+    functions for an attribute's own ``observedAt``, ``createdAt`` or ``modifiedAt``, the
+    reference evaluator (the SQL function ``q_term``) for sub-attributes and patterns."""
     attr = lookup(path_text(AttrPath(term.path.attr)))
     if attr is None:
         return NONE
@@ -215,7 +215,7 @@ def _document_check_sql(
     check = _member_json_sql(term, params)
     if check is None:
         if register is None:
-            raise TypeError("a q term on instance system times needs a slot registry")
+            raise TypeError("a q term on unindexed instance members needs a slot registry")
         params.append(register(term))
         check = "q_term(?, e.doc)"
     return f"SELECT e.rid AS rid FROM entities e WHERE e.rid IN ({having}) AND {check}"
@@ -236,7 +236,7 @@ def _texts(values: tuple[Any, ...]) -> list[str] | None:
 
 
 def _member_json_sql(term: Comparison, params: list[Any]) -> str | None:
-    """``attr.createdAt``/``attr.modifiedAt`` on the documents (None: not of that shape):
+    """``attr.observedAt``/``createdAt``/``modifiedAt`` on the documents (None: not of that shape):
     some instance's member satisfies it (``!=``: some has it and none equals)."""
     path, op, value = term.path, term.op, term.value
     if len(path.subs) != 1 or path.keys or isinstance(value, re.Pattern):
