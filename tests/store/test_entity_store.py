@@ -105,6 +105,25 @@ async def test_update_reindexes_values(store: EntityStore) -> None:
     assert [e["id"] for e in page.entities] == [station(1)["id"]]
 
 
+async def test_shallow_change_reports_the_stored_entity_as_it_was(store: EntityStore) -> None:
+    await store.change_entities(None, [create(station(1))])
+    pm25 = expand("pm25")
+
+    def replace_pm25(current: Entity | None) -> Write:
+        assert current is not None
+        current["attrs"][pm25] = [{**current["attrs"][pm25][0], "value": 99.0}]
+        current["attrs"][pm25].append({"type": "Property", "value": 1.0, "datasetId": "urn:d"})
+        return Write(current)
+
+    change = EntityChange(station(1)["id"], replace_pm25, shallow=True)
+    [result] = await store.change_entities(None, [change])
+    assert result.old is not None and result.new is not None
+    assert [i["value"] for i in result.old["attrs"][pm25]] == [11.0]
+    assert [i["value"] for i in result.new["attrs"][pm25]] == [99.0, 1.0]
+    page = await store.query_entities(None, EntityQuery(q=parse_query_q("pm25>50", expand)))
+    assert [e["id"] for e in page.entities] == [station(1)["id"]]
+
+
 async def test_unknown_tenant_read_raises_nonexistent_tenant(store: EntityStore) -> None:
     with pytest.raises(NonexistentTenant):
         await store.get_entity("danang", "urn:ngsi-ld:X:1")

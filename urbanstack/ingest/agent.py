@@ -309,7 +309,9 @@ class IngestAgent:
         self, tenant: str | None, entities: dict[str, _EntityBatch], now: str
     ) -> None:
         changes = [
-            EntityChange(target.entity_id, _upsert(target, now), history=target.history)
+            EntityChange(
+                target.entity_id, _upsert(target, now), history=target.history, shallow=True
+            )
             for target in entities.values()
             if target.attrs
         ]

@@ -94,6 +94,10 @@ class EntityChange:
     #: the types to file ``history`` under when the change leaves no entity (the kept
     #: history of a deleted entity, copied by ``urbanstack migrate``)
     history_types: list[str] | None = None
+    #: ``apply`` replaces top-level members and attribute instance lists but never changes
+    #: a list or an instance it was given: the store may then pass a shallow copy of the
+    #: stored entity instead of decoding it a second time
+    shallow: bool = False
 
 
 @dataclass

@@ -59,9 +59,14 @@ def run_changes(
         else:
             row = stored.get(entity_id)
             raw = row[1] if row else None
-        # two decoded copies: apply may mutate ``current``, ``old`` is reported as it was
+        # two copies: apply may mutate ``current``, ``old`` is reported as it was
         old = None if raw is None else orjson.loads(raw)
-        current = None if raw is None else orjson.loads(raw)
+        if old is None:
+            current = None
+        elif change.shallow:
+            current = {**old, "attrs": {iri: list(v) for iri, v in old["attrs"].items()}}
+        else:
+            current = orjson.loads(raw)
         if old is not None and entity_id not in latest:
             originals.setdefault(entity_id, old)
         try:
