@@ -328,6 +328,8 @@ class IngestAgent:
     async def _dead_letters(self, outcomes: list[tuple[DeviceMessage, IngestOutcome]]) -> None:
         entries = []
         for message, outcome in outcomes:
+            if outcome.error is None and not outcome.rejected:
+                continue
             base = {
                 "at": message.arrival,
                 "service": outcome.service,
