@@ -282,6 +282,23 @@ def store_rates(store: Path, start: float, end: float) -> tuple[int, int, float]
         conn.close()
 
 
+WINDOW_S = 5.0
+
+
+def latency_windows(sent_at: dict[int, float], received: dict[int, float], start: float) -> str:
+    """Median latency (ms) of the probes sent in each :data:`WINDOW_S` of the run, in order:
+    shows whether the run kept up, fell behind for good, or caught up again."""
+    windows: dict[int, list[float]] = {}
+    for n, sent in sent_at.items():
+        if n in received:
+            windows.setdefault(int((sent - start) // WINDOW_S), []).append(
+                (received[n] - sent) * 1000
+            )
+    return (
+        ", ".join(f"{statistics.median(windows[w]):.0f}" for w in sorted(windows) if w >= 0) + " ms"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=1000, help="simulated devices [1000]")
@@ -379,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"  latency publish->SSE  median {median:.1f} ms, p95 "
                 f"{percentile(latencies, 95):.1f} ms, p99 {percentile(latencies, 99):.1f} ms "
                 f"({len(latencies)}/{len(sent_at)} probes; target median < {TARGET_MEDIAN_MS:.0f})"
+            )
+        if latencies:
+            print(
+                f"  median by {WINDOW_S:.0f} s window   {latency_windows(sent_at, received, start)}"
             )
         for name in ("server", "mosquitto"):
             used = cpu_after[name] - cpu_before[name]
