@@ -433,6 +433,26 @@ async def test_views_follow_every_write(store: EntityStore) -> None:
     assert page.views == [render_default_view(stored)]
 
 
+async def test_an_entity_written_without_its_view_is_read_in_full(store: EntityStore) -> None:
+    store.view_renderer = render_default_view
+    store.view_updater = update_default_view
+    await store.change_entities(None, [create(station(1))])
+    fed = station(1, pm25={"type": "Property", "value": 42.5, "unitCode": "GQ"})
+    change = EntityChange(fed["id"], lambda current: Write(fed), store_view=False)
+    await store.change_entities(None, [change])
+    stored = await store.get_entity(None, fed["id"])
+    assert stored is not None
+    assert await store.get_entity_view(None, fed["id"]) == render_default_view(stored)
+    page = await store.query_entities(None, EntityQuery(ids=(fed["id"],)), views=True)
+    assert page.views == [render_default_view(stored)]
+    assert b"42.5" in (page.views or [b""])[0]
+    again = station(1, pm25={"type": "Property", "value": 7.5, "unitCode": "GQ"})
+    await store.change_entities(None, [replace_with(again)])  # a write that keeps a view
+    stored = await store.get_entity(None, fed["id"])
+    assert stored is not None
+    assert await store.get_entity_view(None, fed["id"]) == render_default_view(stored)
+
+
 async def test_views_updated_in_place_equal_a_full_render(store: EntityStore) -> None:
     store.view_renderer = render_default_view
     store.view_updater = update_default_view

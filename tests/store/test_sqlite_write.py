@@ -467,3 +467,28 @@ async def test_upgrade_to_schema_5_drops_system_time_index_rows(tmp_path: Path) 
     assert conn.execute("SELECT count(*) FROM attr_values WHERE pid = ?", (pid,)).fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM attr_values").fetchone()[0] > 0
     conn.close()
+
+
+async def test_a_change_without_view_stores_none_until_a_write_keeps_one(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "v.db")
+    store.view_renderer = render_default_view
+    store.view_updater = update_default_view
+    await store.open()
+    first = entity(1, stamp(1))
+    await store.change_entities(None, [create(first)])
+    later = entity(1, stamp(2))
+    await store.change_entities(
+        None, [EntityChange(first["id"], lambda current: Write(later), store_view=False)]
+    )
+    conn = sqlite3.connect(tmp_path / "v.db")
+    assert conn.execute("SELECT view IS NULL FROM entities").fetchone() == (1,)
+    await store.change_entities(None, [EntityChange(first["id"], lambda current: Write(later))])
+    assert conn.execute("SELECT view IS NULL FROM entities").fetchone() == (0,)
+    both = [
+        EntityChange(first["id"], lambda current: Write(later), store_view=False),
+        EntityChange(first["id"], lambda current: Write(later)),
+    ]
+    await store.change_entities(None, both)  # one of them keeps the view: it is kept
+    assert conn.execute("SELECT view IS NULL FROM entities").fetchone() == (0,)
+    conn.close()
+    await store.close()

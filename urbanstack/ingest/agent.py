@@ -310,7 +310,11 @@ class IngestAgent:
     ) -> None:
         changes = [
             EntityChange(
-                target.entity_id, _upsert(target, now), history=target.history, shallow=True
+                target.entity_id,
+                _upsert(target, now),
+                history=target.history,
+                shallow=True,
+                store_view=False,
             )
             for target in entities.values()
             if target.attrs

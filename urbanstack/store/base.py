@@ -98,6 +98,10 @@ class EntityChange:
     #: a list or an instance it was given: the store may then pass a shallow copy of the
     #: stored entity instead of decoding it a second time
     shallow: bool = False
+    #: False: the entity is written far more often than it is read (a device's entity fed
+    #: measure by measure): the store may keep no ready-rendered view of it and render it
+    #: when read instead; a write that keeps the view restores it
+    store_view: bool = True
 
 
 @dataclass

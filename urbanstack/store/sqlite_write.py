@@ -323,7 +323,11 @@ def apply_changes(
     stored = load_current(conn, list({c.entity_id: None for c in changes}))
     run = run_changes(changes, stored)
     latest, originals, results = run.latest, run.originals, run.results
-    _persist(conn, stored, originals, latest, pid, (view, view_update), prepared or {})
+    viewless = {c.entity_id for c in changes if not c.store_view}
+    if viewless:  # an entity keeps its view when any change to it asks for one
+        viewless -= {c.entity_id for c in changes if c.store_view}
+    views = (view, view_update)
+    _persist(conn, stored, originals, latest, pid, views, prepared or {}, viewless)
     _record_history(conn, pid, changes, results, keep_history_on_delete, prepared or {})
     return results
 
@@ -359,6 +363,7 @@ def _persist(
     pid: Callable[[str], int],
     views: Views,
     prepared: dict[int, Prepared],
+    viewless: set[str],
 ) -> None:
     added: list[tuple[int, IndexRows]] = []
     removed: list[tuple[int, IndexRows]] = []
@@ -377,9 +382,12 @@ def _persist(
             doc, rendered, rows = ready[:3]
         else:
             doc = orjson.dumps(entity)
-            row = stored.get(entity_id)
-            stored_view = None if row is None else row[2]
-            rendered = written_view(entity, originals.get(entity_id), stored_view, views)
+            if entity_id in viewless:
+                rendered = None  # rendered from the document when read
+            else:
+                row = stored.get(entity_id)
+                stored_view = None if row is None else row[2]
+                rendered = written_view(entity, originals.get(entity_id), stored_view, views)
             rows = None
         if entity_id in stored:
             rid = stored[entity_id][0]
