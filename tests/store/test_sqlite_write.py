@@ -424,17 +424,24 @@ def test_index_rows_leave_out_the_instances_times() -> None:
     assert not [p for p in paths if p.endswith(times)]
 
 
-async def test_upgrade_to_schema_6_drops_observed_at_index_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("member", "written_by"),
+    [("modifiedAt", 4), ("observedAt", 5)],
+    ids=["schema 5 drops system times", "schema 6 drops observedAt"],
+)
+async def test_upgrades_drop_the_index_rows_of_unindexed_members(
+    tmp_path: Path, member: str, written_by: int
+) -> None:
     store = SQLiteStore(tmp_path / "u.db")
     await store.open()
     await store.change_entities(None, [create(entity(1, stamp(1)))])
     await store.close()
     conn = sqlite3.connect(tmp_path / "u.db")
-    with conn:  # what schema 5 wrote: a row for an instance's observedAt
-        conn.execute("INSERT INTO paths (path) VALUES (?)", ("name\x1fobservedAt\x1ddt",))
+    with conn:  # what the older schema wrote: a row for an instance's time member
+        conn.execute("INSERT INTO paths (path) VALUES (?)", (f"name\x1f{member}\x1ddt",))
         pid = conn.execute("SELECT max(pid) FROM paths").fetchone()[0]
         conn.execute("INSERT INTO attr_values VALUES (?, 1, ?, 1)", (pid, stamp(1)))
-        conn.execute("PRAGMA user_version=5")
+        conn.execute(f"PRAGMA user_version={written_by}")
     conn.close()
     store = SQLiteStore(tmp_path / "u.db")
     await store.open()
@@ -444,19 +451,6 @@ async def test_upgrade_to_schema_6_drops_observed_at_index_rows(tmp_path: Path) 
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
     assert conn.execute("SELECT count(*) FROM attr_values WHERE pid = ?", (pid,)).fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM attr_values").fetchone()[0] > 0
-
-
-async def test_upgrade_to_schema_5_drops_system_time_index_rows(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "u.db")
-    await store.open()
-    await store.change_entities(None, [create(entity(1, stamp(1)))])
-    await store.close()
-    conn = sqlite3.connect(tmp_path / "u.db")
-    with conn:  # what schema 4 wrote: a row for an instance's modifiedAt
-        conn.execute("INSERT INTO paths (path) VALUES (?)", ("name\x1fmodifiedAt\x1ddt",))
-        pid = conn.execute("SELECT max(pid) FROM paths").fetchone()[0]
-        conn.execute("INSERT INTO attr_values VALUES (?, 1, ?, 1)", (pid, stamp(1)))
-        conn.execute("PRAGMA user_version=4")
     conn.close()
     store = SQLiteStore(tmp_path / "u.db")
     await store.open()
