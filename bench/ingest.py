@@ -272,10 +272,12 @@ def store_rates(store: Path, start: float, end: float) -> tuple[int, int, float]
         pid = conn.execute("SELECT pid FROM paths WHERE path LIKE '%/temperature'").fetchone()
         if pid is None:
             return 0, 0, start
+        # new instances wait in recent_instances before they are moved (store/sqlite_history.py)
         during, total, last = conn.execute(
-            "SELECT sum(created BETWEEN ? AND ?), count(*), max(created) FROM attr_instances "
-            "WHERE pid = ?",
-            (int(start * 1e6), int(end * 1e6), pid[0]),
+            "SELECT sum(created BETWEEN ? AND ?), count(*), max(created) FROM ("
+            "SELECT created FROM attr_instances WHERE pid = ? "
+            "UNION ALL SELECT created FROM recent_instances WHERE pid = ?)",
+            (int(start * 1e6), int(end * 1e6), pid[0], pid[0]),
         ).fetchone()
         return int(during or 0), int(total), (last or 0) / 1e6
     finally:

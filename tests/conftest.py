@@ -30,16 +30,19 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store for each test, on every backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'urbanstack.db'}"
-        return
-    if request.param == "postgres":
+    return empty_store_url(request.param, request, tmp_path)
+
+
+def empty_store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh, empty store of ``backend`` (one of ``BACKENDS``)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'urbanstack.db'}"
+    if backend == "postgres":
         cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-        yield cluster.empty_store()
-        return
-    raise ValueError(request.param)
+        return cluster.empty_store()
+    raise ValueError(backend)
 
 
 @pytest.fixture

@@ -31,6 +31,15 @@ class Settings:
     context_cache_size: int = _setting(256, "Processed @contexts kept in memory")
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous pragma (FULL or NORMAL)")
     sqlite_read_workers: int = _setting(2, "Threads serving SQLite queries")
+    sqlite_history_recent_rows: int = _setting(
+        40_000,
+        "New history instances appended in arrival order before being moved, sorted, into "
+        "the history table (one write of each series' page per move instead of per batch); "
+        "0 writes them straight into the history table",
+    )
+    sqlite_history_recent_seconds: float = _setting(
+        5.0, "Longest time, in seconds, a new history instance waits before being moved"
+    )
     switch_interval_ms: float = _setting(
         1.0,
         "Longest time, in milliseconds, a thread keeps Python's interpreter lock while another "
@@ -119,6 +128,8 @@ class Settings:
             raise ValueError("default_limit must be between 1 and max_limit")
         if self.history_on_delete not in ("keep", "drop"):
             raise ValueError("history_on_delete must be keep or drop")
+        if self.sqlite_history_recent_rows < 0 or self.sqlite_history_recent_seconds < 0:
+            raise ValueError("sqlite_history_recent_rows and _seconds must be 0 or more")
         if self.history_retention_days < 0:
             raise ValueError("history_retention_days must be 0 (keep all) or more")
         if self.notification_retry_base <= 0 or self.notification_retry_max <= 0:

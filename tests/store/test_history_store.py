@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import empty_store_url
 from urbanstack.ngsild.errors import BadRequestData
 from urbanstack.ngsild.history import common_window, history_row
 from urbanstack.ngsild.jsonld import core_term_map
@@ -25,10 +28,35 @@ from urbanstack.store import store_from_url
 from urbanstack.store.base import Delete, EntityChange, EntityStore, Keep, Write
 
 pytestmark = pytest.mark.anyio
+#: SQLite runs the suite twice: with new instances waiting in recent_instances (the
+#: default; moved after seconds) and with them written straight into the clustered table
+STORES: dict[str, tuple[str, dict[str, Any]]] = {
+    "sqlite": ("sqlite", {}),
+    "sqlite-clustered": ("sqlite", {"history_recent_rows": 0}),
+    "postgres": ("postgres", {}),
+}
 TERMS = core_term_map()
 PM25 = TERMS.expand("pm25")
 HOUR = 3_600_000_000
 T0 = to_micros("2026-11-01T00:00:00.000000Z")
+
+
+@pytest.fixture(params=list(STORES))
+def store_and_options(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    kind, options = STORES[request.param]
+    return empty_store_url(kind, request, tmp_path), options
+
+
+@pytest.fixture
+async def store(store_and_options: tuple[str, dict[str, Any]]) -> AsyncIterator[EntityStore]:
+    """A fresh, open store on every backend (SQLite in both history layouts)."""
+    url, options = store_and_options
+    backend = store_from_url(url, **options)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
 
 
 def stamp(micros: int) -> str:

@@ -17,7 +17,7 @@ from urbanstack.ngsild.jsonld import core_term_map
 from urbanstack.ngsild.model import Entity, merge_instance, parse_entity, parse_instance, touch
 from urbanstack.ngsild.representation import render_default_view, update_default_view
 from urbanstack.store.base import Delete, EntityChange, StoreError, Write
-from urbanstack.store.sqlite import SQLiteStore
+from urbanstack.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from urbanstack.store.sqlite_history import insert_numbered
 from urbanstack.store.sqlite_paths import WritePaths
 from urbanstack.store.sqlite_tasks import run_tasks
@@ -382,9 +382,9 @@ async def test_requests_grouped_together_see_each_others_changes(
     calls: list[int] = []
     real_apply = sqlite_module.apply_changes
 
-    def counting_apply(conn: sqlite3.Connection, changes: Any, *args: Any) -> Any:
+    def counting_apply(conn: sqlite3.Connection, changes: Any, *args: Any, **kw: Any) -> Any:
         calls.append(len(changes))
-        return real_apply(conn, changes, *args)
+        return real_apply(conn, changes, *args, **kw)
 
     monkeypatch.setattr(sqlite_module, "apply_changes", counting_apply)
     store = SQLiteStore(tmp_path / "g.db", synchronous="OFF")
@@ -448,7 +448,7 @@ async def test_upgrades_drop_the_index_rows_of_unindexed_members(
     await store.change_entities(None, [create(entity(2, stamp(2)))])  # opens the writer
     await store.close()
     conn = sqlite3.connect(tmp_path / "u.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT count(*) FROM attr_values WHERE pid = ?", (pid,)).fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM attr_values").fetchone()[0] > 0
     conn.close()
@@ -457,7 +457,7 @@ async def test_upgrades_drop_the_index_rows_of_unindexed_members(
     await store.change_entities(None, [create(entity(2, stamp(2)))])  # opens the writer
     await store.close()
     conn = sqlite3.connect(tmp_path / "u.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT count(*) FROM attr_values WHERE pid = ?", (pid,)).fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM attr_values").fetchone()[0] > 0
     conn.close()

@@ -46,6 +46,8 @@ def store_from_settings(settings: Settings) -> EntityStore:
         options |= {
             "synchronous": settings.sqlite_synchronous.upper(),
             "read_workers": settings.sqlite_read_workers,
+            "history_recent_rows": settings.sqlite_history_recent_rows,
+            "history_recent_seconds": settings.sqlite_history_recent_seconds,
         }
     elif STORES.get(store_scheme(settings.store)) == "urbanstack.store.postgres":
         options["pool_size"] = settings.postgres_pool_size

@@ -28,6 +28,7 @@ from urbanstack.ngsild.model import Entity, now_timestamp
 from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.query import EntityQuery, QueryResult
 from urbanstack.runtime import pin_serving_thread, release_thread
+from urbanstack.store import sqlite_history
 from urbanstack.store.base import (
     ChangeResult,
     DiscoveryRow,
@@ -52,7 +53,7 @@ from urbanstack.store.sqlite_temporal import SQLiteHistory
 from urbanstack.store.sqlite_write import Prepared, apply_changes, existing_ids, prepare_new
 
 LOGGER = logging.getLogger(__name__)
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 MAX_GROUP = 512
 #: entity changes per write group: ten 1,000-entity batches commit one after another (each
 #: answered when it is written) instead of all together after the last one
@@ -109,8 +110,15 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         read_workers: int = 2,
         synchronous: str = "FULL",
         keep_history_on_delete: bool = True,
+        history_recent_rows: int = 40_000,
+        history_recent_seconds: float = 5.0,
     ) -> None:
         self.path = Path(path)
+        # new history instances wait in recent_instances until this many or this old
+        # (sqlite_history.py); 0 rows writes them straight into attr_instances
+        self.history_recent_rows = history_recent_rows
+        self.history_recent_seconds = history_recent_seconds
+        self._recent_since: dict[str | None, float] = {}  # writer: tenants with waiting rows
         self.keep_history_on_delete = keep_history_on_delete
         self.tenant_dir = self.path.with_name(self.path.name + "-tenants")
         self.read_workers = read_workers
@@ -220,6 +228,8 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             self._write_conns[tenant] = conn
             self._write_paths[tenant] = WritePaths(conn)
             self._known_tenants.add(tenant)
+            if sqlite_history.recent_count(conn):  # left by the last run: moved when idle
+                self._recent_since[tenant] = time.monotonic()
         return conn
 
     def _read_conn(self, tenant: str | None) -> sqlite3.Connection:
@@ -241,7 +251,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         stop = False
         carry: _Task | None = None  # taken from the queue, but for the next group
         while not stop:
-            first = carry if carry is not None else self._queue.get()
+            first = carry if carry is not None else self._next_task()
             carry = None
             if first is None:
                 break
@@ -265,10 +275,54 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
                 by_tenant.setdefault(task.tenant, []).append(task)
             for tenant, tasks in by_tenant.items():
                 self._run_group(tenant, tasks)
+        for tenant in list(self._recent_since):
+            self._move_recent(tenant)
         for conn in self._write_conns.values():
             conn.close()
         self._write_conns.clear()
         self._write_paths.clear()
+
+    def _next_task(self) -> _Task | None:
+        """The next queued write (None: stop); while none comes, moves the recent history
+        instances that are due."""
+        while True:
+            if not self._recent_since:
+                return self._queue.get()
+            due = min(self._recent_since.values()) + self.history_recent_seconds
+            try:
+                return self._queue.get(timeout=max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                now = time.monotonic()
+                for tenant, since in list(self._recent_since.items()):
+                    if now - since >= self.history_recent_seconds:
+                        self._move_recent(tenant)
+
+    def _note_recent(self, tenant: str | None, conn: sqlite3.Connection) -> None:
+        """After a commit: move the recent history instances into the clustered table when
+        there are enough of them or the oldest has waited long enough."""
+        waiting = sqlite_history.recent_count(conn)
+        if not waiting:
+            self._recent_since.pop(tenant, None)
+            return
+        now = time.monotonic()
+        since = self._recent_since.setdefault(tenant, now)
+        if waiting >= self.history_recent_rows or now - since >= self.history_recent_seconds:
+            self._move_recent(tenant)
+
+    def _move_recent(self, tenant: str | None) -> None:
+        """Move a tenant's recent history instances in one transaction of their own."""
+        conn = self._write_conns[tenant]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            sqlite_history.move_recent(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            LOGGER.exception("moving recent history instances failed (retried later)")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._recent_since[tenant] = time.monotonic()
+            return
+        self._recent_since.pop(tenant, None)
 
     def _run_group(self, tenant: str | None, tasks: list[_Task]) -> None:
         try:
@@ -311,6 +365,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
                 with contextlib.suppress(RuntimeError):
                     tasks[0].loop.call_soon_threadsafe(listener, tenant)
         self._resolve(outcomes)
+        self._note_recent(tenant, conn)
 
     @staticmethod
     def _resolve(outcomes: list[tuple[_Task, bool, Any]]) -> None:
@@ -419,6 +474,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             prepared,
             self.keep_history_on_delete,
             self.view_updater,
+            recent_history=self.history_recent_rows > 0,
         )
         if self.change_observer is not None:
             self._queue_notifications(conn, tenant, results)

@@ -17,6 +17,7 @@ from urbanstack.ngsild.query import EntityQuery
 from urbanstack.ngsild.temporal import TemporalQuery
 from urbanstack.store import sqlite_history
 from urbanstack.store.base import TemporalPage, validate_tenant
+from urbanstack.store.sqlite_aggregate import aggregate_instances
 
 if TYPE_CHECKING:
     from urbanstack.store.sqlite import SQLiteStore
@@ -60,17 +61,15 @@ class SQLiteHistory(_Base):
             lookup = self._pid_lookup(conn, tenant)
             wanted = {p: a for a in sorted(query.attrs) if (p := lookup(a)) is not None}
         names = self._attr_names(conn)
+        recent = sqlite_history.recent_of(conn, [eid for eid, _ in known.values()])
         out = []
         for entity_id in entity_ids:
             row = known.get(entity_id)
             if row is None:
                 out.append(TemporalEntity(entity_id, [], {}))
                 continue
-            out.append(
-                sqlite_history.load_history(
-                    conn, row[0], entity_id, orjson.loads(row[1]), names, query, wanted
-                )
-            )
+            types = orjson.loads(row[1])
+            out.append(load_history(conn, row[0], entity_id, types, names, query, wanted, recent))
         return out
 
     async def get_history(
@@ -134,26 +133,23 @@ class SQLiteHistory(_Base):
     async def delete_instance(
         self, tenant: str | None, entity_id: str, attr: str, instance: int
     ) -> bool:
-        sql = "DELETE FROM attr_instances WHERE eid = ? AND pid = ? AND iid = ?"
         return await self._change_attribute_history(
             tenant,
             entity_id,
             attr,
-            lambda conn, eid, pid: conn.execute(sql, (eid, pid, instance)).rowcount > 0,
+            lambda conn, eid, pid: sqlite_history.delete_instance(conn, eid, pid, instance),
         )
 
     async def delete_attribute_history(
         self, tenant: str | None, entity_id: str, attr: str, dataset_id: str | None, every: bool
     ) -> bool:
-        sql = "DELETE FROM attr_instances WHERE eid = ? AND pid = ?"
-        if not every:
-            sql += " AND ds = ?"
-
-        def change(conn: sqlite3.Connection, eid: int, pid: int) -> bool:
-            params = (eid, pid) if every else (eid, pid, dataset_id or "")
-            return conn.execute(sql, params).rowcount > 0
-
-        return await self._change_attribute_history(tenant, entity_id, attr, change)
+        dataset = None if every else dataset_id or ""
+        return await self._change_attribute_history(
+            tenant,
+            entity_id,
+            attr,
+            lambda conn, eid, pid: sqlite_history.delete_series(conn, eid, pid, dataset),
+        )
 
     async def delete_history(self, tenant: str | None, entity_id: str) -> bool:
         tenant = validate_tenant(tenant)
@@ -183,8 +179,7 @@ class SQLiteHistory(_Base):
 
         def run(conn: sqlite3.Connection) -> int:
             eids = [e for e, _ in sqlite_history.entities_of_type(conn, entity_type)]
-            sql = "SELECT count(*) FROM attr_instances WHERE eid = ?"
-            return sum(conn.execute(sql, (e,)).fetchone()[0] for e in eids)
+            return sqlite_history.count_instances(conn, eids)
 
         return await self._read(tenant, run)
 
@@ -245,3 +240,31 @@ def is_small_history_read(query: TemporalQuery) -> bool:
     if query.aggregation is not None or query.last_n is None or query.attrs is None:
         return False
     return query.last_n * len(query.attrs) <= SMALL_HISTORY_READ
+
+
+def load_history(
+    conn: sqlite3.Connection,
+    eid: int,
+    entity_id: str,
+    types: list[str],
+    attr_lookup: Callable[[int], str | None],
+    query: TemporalQuery,
+    wanted_pids: dict[int, str] | None,
+    recent_by_entity: dict[int, sqlite_history.Recent],
+) -> TemporalEntity:
+    """One entity's history as :class:`TemporalEntity` (instances or aggregates);
+    ``recent_by_entity`` is :func:`sqlite_history.recent_of` for the entities read."""
+    recent = recent_by_entity.get(eid, {})
+    found = sqlite_history.series_of(
+        conn, eid, None if wanted_pids is None else list(wanted_pids), recent
+    )
+    series: dict[sqlite_history.Series, str] = {}
+    for pid, ds in found:
+        attr = wanted_pids[pid] if wanted_pids is not None else attr_lookup(pid)
+        if attr is not None:
+            series[(pid, ds)] = attr
+    if query.aggregation is not None:
+        aggregates = aggregate_instances(conn, eid, series, query, set(recent))
+        return TemporalEntity(entity_id, types, {}, aggregates)
+    rows, window = sqlite_history.read_instances(conn, eid, series, query, recent)
+    return TemporalEntity(entity_id, types, rows, None, window)

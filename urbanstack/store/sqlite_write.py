@@ -317,9 +317,10 @@ def apply_changes(
     prepared: dict[int, Prepared] | None = None,
     keep_history_on_delete: bool = True,
     view_update: ViewUpdater | None = None,
+    recent_history: bool = True,
 ) -> list[ChangeResult]:
-    """Run ``changes`` in order and persist the outcome and its history rows; see the
-    module docstring."""
+    """Run ``changes`` in order and persist the outcome and its history rows (appended to
+    ``recent_instances`` unless ``recent_history`` is False); see the module docstring."""
     stored = load_current(conn, list({c.entity_id: None for c in changes}))
     run = run_changes(changes, stored)
     latest, originals, results = run.latest, run.originals, run.results
@@ -328,7 +329,9 @@ def apply_changes(
         viewless -= {c.entity_id for c in changes if c.store_view}
     views = (view, view_update)
     _persist(conn, stored, originals, latest, pid, views, prepared or {}, viewless)
-    _record_history(conn, pid, changes, results, keep_history_on_delete, prepared or {})
+    _record_history(
+        conn, pid, changes, results, keep_history_on_delete, prepared or {}, recent_history
+    )
     return results
 
 
@@ -339,6 +342,7 @@ def _record_history(
     results: list[ChangeResult],
     keep_on_delete: bool,
     prepared: dict[int, Prepared],
+    recent: bool,
 ) -> None:
     """Append the history rows of the accepted changes (see :func:`plan_history`); a new
     entity's rows may have been prepared ahead, on the event loop."""
@@ -352,7 +356,8 @@ def _record_history(
         delete_entity_history(conn, sorted(plan.dropped))
     if plan.rows:
         eids = ensure_entities(conn, {i: plan.types.get(i, []) for i in plan.rows})
-        insert_rows(conn, pid, [(eids[i], rows) for i, rows in plan.rows.items()])
+        by_entity = [(eids[i], rows) for i, rows in plan.rows.items()]
+        insert_rows(conn, pid, by_entity, recent=recent)
 
 
 def _persist(

@@ -1,0 +1,184 @@
+"""Aggregating history on SQLite (``options=aggregatedValues``).
+
+One ``GROUP BY`` per series over integer time buckets (fixed periods), over a small table
+of period bounds (calendar periods: months, years), or over the whole range, computing
+only the measures the asked methods need. A series with instances still in
+``recent_instances`` (see :mod:`urbanstack.store.sqlite_history`) is read from both
+tables through a ``UNION ALL``; the others from the clustered table alone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from urbanstack.ngsild.history import (
+    DELETION_EXTRA_PREFIX,
+    VT_BOOL,
+    VT_NUMBER,
+    AggregateBucket,
+    AttributeAggregate,
+    measure_names,
+    period_values,
+)
+from urbanstack.ngsild.model import ATTRIBUTE_TYPES
+from urbanstack.ngsild.temporal import FixedPeriods, TemporalQuery, bucket_starts
+from urbanstack.store.sqlite_history import TIME_COLUMNS, Series, time_clause
+from urbanstack.store.sqlite_rows import rows_at_once
+
+MAX_CALENDAR_PERIODS = 10_000
+_SOURCE_COLUMNS = "eid, pid, ds, observed, created, modified, kind, vt, num, val, extra"
+_BOTH_TABLES = (
+    f"src AS (SELECT {_SOURCE_COLUMNS} FROM attr_instances WHERE eid = ? AND pid = ? AND ds = ? "
+    f"UNION ALL SELECT {_SOURCE_COLUMNS} FROM recent_instances "
+    "WHERE eid = ? AND pid = ? AND ds = ?)"
+)
+
+
+#: SQL of each measure an aggregation method needs (computed only when asked for)
+_MEASURE_SQL = {
+    "count": "count(*)",
+    # a row has a number or a text/JSON value, never both, and values of different storage
+    # classes never count as one: one DISTINCT set instead of two (7 % less per query)
+    "distinct": "count(DISTINCT coalesce(num, val))",
+    "sum": "sum(num)",
+    "numbers": "count(num)",
+    "squares": "sum(num * num)",
+    "min": "coalesce(min(num), min(val))",
+    "max": "coalesce(max(num), max(val))",
+    "kind": "max(kind)",
+    "vt": "max(vt)",
+}
+_METHOD_MEASURES = {
+    "totalCount": ("count",),
+    "distinctCount": ("distinct",),
+    "sum": ("sum",),
+    "avg": ("sum", "numbers"),
+    "min": ("min",),
+    "max": ("max",),
+    "stddev": ("sum", "numbers", "squares"),
+    "sumsq": ("squares",),
+}
+
+
+def aggregate_instances(
+    conn: sqlite3.Connection,
+    eid: int,
+    series: dict[Series, str],
+    query: TemporalQuery,
+    recent: set[Series] | frozenset[Series] = frozenset(),
+) -> dict[str, list[AttributeAggregate]]:
+    """Each series' instances in the time range, aggregated per period by SQL; ``recent``
+    names the series with instances in ``recent_instances``."""
+    out: dict[str, list[AttributeAggregate]] = {}
+    for (pid, ds), attr in series.items():
+        source = _Source(eid, pid, ds, (pid, ds) in recent)
+        aggregate = _aggregate_series(conn, source, attr, query)
+        if aggregate is not None:
+            out.setdefault(attr, []).append(aggregate)
+    return out
+
+
+#: a deletion is not a value: aggregations leave deletion rows out (see history.deletion_row)
+#: (numbers and booleans, the usual series, are never deletions: the first test settles them)
+_NOT_DELETION = (
+    f"(vt IN ({VT_NUMBER}, {VT_BOOL}) OR extra IS NULL "
+    f"OR substr(extra, 1, {len(DELETION_EXTRA_PREFIX)}) <> x'{DELETION_EXTRA_PREFIX.hex()}')"
+)
+
+
+class _Source:
+    """Where a series' rows are read from: the clustered table, or both tables."""
+
+    def __init__(self, eid: int, pid: int, ds: str, recent: bool) -> None:
+        self.key = (eid, pid, ds)
+        self.recent = recent
+        self.table = "src" if recent else "attr_instances"
+        self.ctes = [_BOTH_TABLES] if recent else []
+        self.params: list[Any] = [*self.key, *self.key] if recent else []
+
+    def sql(self, body: str, ctes: list[str] | None = None) -> str:
+        """``body`` (reading ``self.table``) behind the ``WITH`` clauses it needs."""
+        every = [*self.ctes, *(ctes or [])]
+        return f"WITH {', '.join(every)} {body}" if every else body
+
+
+def _span(
+    conn: sqlite3.Connection, source: _Source, column: str, query: TemporalQuery
+) -> tuple[int | None, int | None]:
+    """First and last time of a series in the query's range (two index seeks for
+    observedAt, the clustering key; a range scan for the other times)."""
+    time_sql, time_params = time_clause(query, column)
+    where = f"eid = ? AND pid = ? AND ds = ?{time_sql} AND {_NOT_DELETION}"
+    params = (*source.key, *time_params)
+    if column != "observed" or source.recent:
+        row = conn.execute(
+            source.sql(f"SELECT min({column}), max({column}) FROM {source.table} WHERE {where}"),
+            (*source.params, *params),
+        ).fetchone()
+        return row[0], row[1]
+    row = conn.execute(
+        f"SELECT (SELECT observed FROM attr_instances WHERE {where} ORDER BY observed LIMIT 1), "
+        f"(SELECT observed FROM attr_instances WHERE {where} ORDER BY observed DESC LIMIT 1)",
+        params + params,
+    ).fetchone()
+    return row[0], row[1]
+
+
+def _aggregate_series(
+    conn: sqlite3.Connection, source: _Source, attr: str, query: TemporalQuery
+) -> AttributeAggregate | None:
+    """One series' periods: a GROUP BY over integer buckets (fixed periods), over a
+    VALUES table of period bounds (months, years), or over the whole range."""
+    aggregation = query.aggregation
+    assert aggregation is not None
+    column = TIME_COLUMNS[query.timeproperty]
+    time_sql, time_params = time_clause(query, column)
+    low, high = query.time.bounds() if query.time is not None else (None, None)
+    first, latest = _span(conn, source, column, query)
+    if first is None or latest is None:
+        return None
+    names = measure_names(aggregation.methods, _METHOD_MEASURES)
+    measures = ", ".join(_MEASURE_SQL[n] for n in names)
+    origin = low if low is not None else first
+    period = aggregation.period
+    series_sql = f"eid = ? AND pid = ? AND ds = ?{time_sql} AND {_NOT_DELETION}"
+    table, (eid, pid, ds) = source.table, source.key
+    params: list[Any]
+    if period is None:
+        sql = source.sql(f"SELECT 0, {measures} FROM {table} WHERE {series_sql}")
+        params = [*source.params, eid, pid, ds, *time_params]
+        periods: Any = [(origin, high if high is not None else latest)]
+    elif period.months == 0:
+        step = period.micros
+        sql = source.sql(
+            f"SELECT ({column} - ?) / ?, {measures} FROM {table} "
+            f"WHERE {series_sql} AND {column} >= ? GROUP BY 1"
+        )
+        params = [*source.params, origin, step, eid, pid, ds, *time_params, origin]
+        periods = FixedPeriods(origin, step)
+    else:
+        end = high if high is not None else latest + 1
+        starts = bucket_starts(origin, end, period)[:MAX_CALENDAR_PERIODS]
+        periods = list(zip(starts, [*starts[1:], period.add_to(starts[-1])], strict=True))
+        values = ",".join("(?,?,?)" for _ in periods)
+        sql = source.sql(
+            f"SELECT p.i, {measures} FROM p JOIN {table} "
+            f"ON {series_sql} AND {column} >= p.lo AND {column} < p.hi GROUP BY 1",
+            [f"p(i, lo, hi) AS (VALUES {values})"],
+        )
+        params = [*source.params]
+        params += [v for i, (lo, hi) in enumerate(periods) for v in (i, lo, hi)]
+        params += [eid, pid, ds, *time_params]
+    buckets: list[AggregateBucket] = []
+    kind = "Property"
+    found = rows_at_once(conn, sql, params, len(names) + 1)
+    for r in found if found is not None else conn.execute(sql, params):
+        measured = dict(zip(names, r[1:], strict=True))
+        kind = ATTRIBUTE_TYPES[measured["kind"]]
+        start, stop = periods[r[0]]
+        values_of = period_values(aggregation.methods, measured, kind)
+        buckets.append(AggregateBucket(start, stop, values_of))
+    if not buckets:
+        return None
+    return AttributeAggregate(attr, kind, ds or None, buckets)
