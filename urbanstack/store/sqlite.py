@@ -118,7 +118,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         # (sqlite_history.py); 0 rows writes them straight into attr_instances
         self.history_recent_rows = history_recent_rows
         self.history_recent_seconds = history_recent_seconds
-        self._recent_since: dict[str | None, float] = {}  # writer: tenants with waiting rows
+        self._recent: dict[str | None, sqlite_history.RecentTally] = {}  # writer's, per tenant
         self.keep_history_on_delete = keep_history_on_delete
         self.tenant_dir = self.path.with_name(self.path.name + "-tenants")
         self.read_workers = read_workers
@@ -228,8 +228,8 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             self._write_conns[tenant] = conn
             self._write_paths[tenant] = WritePaths(conn)
             self._known_tenants.add(tenant)
-            if sqlite_history.recent_count(conn):  # left by the last run: moved when idle
-                self._recent_since[tenant] = time.monotonic()
+            self._recent[tenant] = tally = sqlite_history.RecentTally()
+            tally.add(sqlite_history.recent_count(conn))  # left by the last run: moved soon
         return conn
 
     def _read_conn(self, tenant: str | None) -> sqlite3.Connection:
@@ -275,8 +275,9 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
                 by_tenant.setdefault(task.tenant, []).append(task)
             for tenant, tasks in by_tenant.items():
                 self._run_group(tenant, tasks)
-        for tenant in list(self._recent_since):
-            self._move_recent(tenant)
+        for tenant, tally in self._recent.items():
+            if tally.rows:
+                self._move_recent(tenant)
         for conn in self._write_conns.values():
             conn.close()
         self._write_conns.clear()
@@ -286,32 +287,30 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         """The next queued write (None: stop); while none comes, moves the recent history
         instances that are due."""
         while True:
-            if not self._recent_since:
+            waiting = [t.since for t in self._recent.values() if t.rows and t.since is not None]
+            if not waiting:
                 return self._queue.get()
-            due = min(self._recent_since.values()) + self.history_recent_seconds
+            due = min(waiting) + self.history_recent_seconds
             try:
                 return self._queue.get(timeout=max(0.0, due - time.monotonic()))
             except queue.Empty:
-                now = time.monotonic()
-                for tenant, since in list(self._recent_since.items()):
-                    if now - since >= self.history_recent_seconds:
-                        self._move_recent(tenant)
+                for tenant in list(self._recent):
+                    self._note_recent(tenant)
 
-    def _note_recent(self, tenant: str | None, conn: sqlite3.Connection) -> None:
-        """After a commit: move the recent history instances into the clustered table when
-        there are enough of them or the oldest has waited long enough."""
-        waiting = sqlite_history.recent_count(conn)
-        if not waiting:
-            self._recent_since.pop(tenant, None)
+    def _note_recent(self, tenant: str | None) -> None:
+        """Move the recent history instances into the clustered table when there are
+        enough of them or the oldest has waited long enough."""
+        tally = self._recent.get(tenant)
+        if tally is None or not tally.rows or tally.since is None:
             return
-        now = time.monotonic()
-        since = self._recent_since.setdefault(tenant, now)
-        if waiting >= self.history_recent_rows or now - since >= self.history_recent_seconds:
+        waited = time.monotonic() - tally.since
+        if tally.rows >= self.history_recent_rows or waited >= self.history_recent_seconds:
             self._move_recent(tenant)
 
     def _move_recent(self, tenant: str | None) -> None:
         """Move a tenant's recent history instances in one transaction of their own."""
         conn = self._write_conns[tenant]
+        tally = self._recent[tenant]
         try:
             conn.execute("BEGIN IMMEDIATE")
             sqlite_history.move_recent(conn)
@@ -320,9 +319,9 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             LOGGER.exception("moving recent history instances failed (retried later)")
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            self._recent_since[tenant] = time.monotonic()
+            tally.since = time.monotonic()
             return
-        self._recent_since.pop(tenant, None)
+        tally.rows, tally.since = 0, None
 
     def _run_group(self, tenant: str | None, tasks: list[_Task]) -> None:
         try:
@@ -365,7 +364,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
                 with contextlib.suppress(RuntimeError):
                     tasks[0].loop.call_soon_threadsafe(listener, tenant)
         self._resolve(outcomes)
-        self._note_recent(tenant, conn)
+        self._note_recent(tenant)
 
     @staticmethod
     def _resolve(outcomes: list[tuple[_Task, bool, Any]]) -> None:
@@ -474,7 +473,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             prepared,
             self.keep_history_on_delete,
             self.view_updater,
-            recent_history=self.history_recent_rows > 0,
+            recent_history=self._recent[tenant] if self.history_recent_rows > 0 else None,
         )
         if self.change_observer is not None:
             self._queue_notifications(conn, tenant, results)

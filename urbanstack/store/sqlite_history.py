@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import heapq
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -118,15 +120,31 @@ def reserve_instance_numbers(conn: sqlite3.Connection, count: int) -> int:
     return first
 
 
+@dataclass
+class RecentTally:
+    """How many instances wait in one file's ``recent_instances`` and since when, as the
+    writer counts them: asking SQLite after every commit costs a hand-over of the
+    interpreter lock each time. Deletions there are not subtracted (a move comes early)."""
+
+    rows: int = 0
+    since: float | None = None  # time.monotonic() of the first one
+
+    def add(self, rows: int) -> None:
+        self.rows += rows
+        if self.since is None:
+            self.since = time.monotonic()
+
+
 def insert_rows(
     conn: sqlite3.Connection,
     pid: Callable[[str], int],
     rows_by_entity: Sequence[tuple[int, Sequence[HistoryRow]]],
     *,
-    recent: bool = True,
+    recent: RecentTally | None = None,
 ) -> None:
     """Append history rows; each gets the next instance number (``row.iid`` is set).
-    They go to ``recent_instances`` unless ``recent`` is False."""
+    They go to ``recent_instances``, counted in ``recent``, when it is given, else
+    straight into ``attr_instances``."""
     total = sum(len(rows) for _, rows in rows_by_entity)
     if not total:
         return
@@ -137,7 +155,11 @@ def insert_rows(
             row.iid = iid
             params.append(_row_params(eid, pid(row.attr), row))
             iid += 1
-    conn.executemany(_INSERT[TABLES[1] if recent else TABLES[0]], params)
+    if recent is None:
+        conn.executemany(_INSERT[TABLES[0]], params)
+        return
+    conn.executemany(_INSERT[TABLES[1]], params)
+    recent.add(len(params))
 
 
 _INSERT = {t: f"INSERT INTO {t} ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)" for t in TABLES}

@@ -27,6 +27,7 @@ from urbanstack.store.base import (
 )
 from urbanstack.store.changes import DELETED, Views, plan_history, run_changes, written_view
 from urbanstack.store.sqlite_history import (
+    RecentTally,
     _chunks,
     delete_entity_history,
     ensure_entities,
@@ -317,10 +318,11 @@ def apply_changes(
     prepared: dict[int, Prepared] | None = None,
     keep_history_on_delete: bool = True,
     view_update: ViewUpdater | None = None,
-    recent_history: bool = True,
+    recent_history: RecentTally | None = None,
 ) -> list[ChangeResult]:
     """Run ``changes`` in order and persist the outcome and its history rows (appended to
-    ``recent_instances`` unless ``recent_history`` is False); see the module docstring."""
+    ``recent_instances`` and counted in ``recent_history`` when given, else straight into
+    ``attr_instances``); see the module docstring."""
     stored = load_current(conn, list({c.entity_id: None for c in changes}))
     run = run_changes(changes, stored)
     latest, originals, results = run.latest, run.originals, run.results
@@ -342,7 +344,7 @@ def _record_history(
     results: list[ChangeResult],
     keep_on_delete: bool,
     prepared: dict[int, Prepared],
-    recent: bool,
+    recent: RecentTally | None,
 ) -> None:
     """Append the history rows of the accepted changes (see :func:`plan_history`); a new
     entity's rows may have been prepared ahead, on the event loop."""
