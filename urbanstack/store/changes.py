@@ -22,6 +22,7 @@ from urbanstack.store.base import (
     Delete,
     EntityChange,
     Keep,
+    RecordChange,
     ViewRenderer,
     ViewUpdater,
     Write,
@@ -143,3 +144,35 @@ def written_view(
         if derived is not None:
             return derived
     return render(entity) if render is not None else None
+
+
+@dataclass
+class RecordRun:
+    """The outcome of :func:`run_record_changes`: each change's resulting record, and the
+    last state of every key a change wrote (None: deleted) for the backend to persist."""
+
+    results: list[Any]
+    written: dict[str, Any | None]
+
+
+def run_record_changes(changes: Sequence[RecordChange], stored: Mapping[str, Any]) -> RecordRun:
+    """Apply record changes in order to the ``stored`` records (key -> record; a missing
+    key has none), a later change to a key seeing the earlier one's result: the backend
+    reads every key in one query and writes the outcome in one or two, instead of a
+    query or two per change."""
+    current = dict(stored)
+    results: list[Any] = []
+    written: dict[str, Any | None] = {}
+    for change in changes:
+        before = current.get(change.key)
+        new = change.apply(before)
+        if isinstance(new, Keep):
+            results.append(before)
+            continue
+        if new is None:
+            current.pop(change.key, None)
+        else:
+            current[change.key] = new
+        written[change.key] = new
+        results.append(new)
+    return RecordRun(results, written)

@@ -10,7 +10,8 @@ import asyncpg
 import orjson
 
 from urbanstack.ngsild.model import now_timestamp
-from urbanstack.store.base import Keep, RecordChange
+from urbanstack.store.base import RecordChange
+from urbanstack.store.changes import run_record_changes
 from urbanstack.store.postgres_write import Retry
 
 if TYPE_CHECKING:
@@ -54,47 +55,51 @@ class PostgresRecords(_Base):
         return await self._read(None, run)
 
     async def change_records(self, kind: str, changes: Sequence[RecordChange]) -> list[Any]:
+        keys = list(dict.fromkeys(change.key for change in changes))
+
         async def run(conn: asyncpg.Connection, schema: str) -> list[Any]:
             table = f"{schema}.records"
+            rows = await conn.fetch(  # every key in one query (locked), not one each
+                f"SELECT key, doc FROM {table} WHERE kind = $1 AND key = ANY($2::text[]) "
+                "ORDER BY key FOR UPDATE",
+                kind,
+                keys,
+            )
+            stored = {r["key"]: orjson.loads(r["doc"]) for r in rows}
+            outcome = run_record_changes(changes, stored)
             now = now_timestamp()
-            results = []
-            for change in changes:
-                doc = await conn.fetchval(
-                    f"SELECT doc FROM {table} WHERE kind = $1 AND key = $2 FOR UPDATE",
+            created = [
+                (k, v) for k, v in outcome.written.items() if v is not None and k not in stored
+            ]
+            updated = [(k, v) for k, v in outcome.written.items() if v is not None and k in stored]
+            deleted = [k for k, v in outcome.written.items() if v is None and k in stored]
+            if created:
+                done = await conn.fetch(
+                    f"INSERT INTO {table} (kind, key, doc, modified) "
+                    "SELECT $1, k, d::json, $4 FROM unnest($2::text[], $3::text[]) AS c(k, d) "
+                    "ON CONFLICT DO NOTHING RETURNING key",
                     kind,
-                    change.key,
+                    [k for k, _ in created],
+                    [orjson.dumps(v).decode() for _, v in created],
+                    now,
                 )
-                current = None if doc is None else orjson.loads(doc)
-                new = change.apply(current)
-                if isinstance(new, Keep):
-                    results.append(current)
-                    continue
-                if new is None:
-                    await conn.execute(
-                        f"DELETE FROM {table} WHERE kind = $1 AND key = $2", kind, change.key
-                    )
-                elif current is None:
-                    done = await conn.execute(
-                        f"INSERT INTO {table} (kind, key, doc, modified) "
-                        "VALUES ($1, $2, $3::json, $4) ON CONFLICT DO NOTHING",
-                        kind,
-                        change.key,
-                        orjson.dumps(new).decode(),
-                        now,
-                    )
-                    if done.endswith(" 0"):
-                        raise Retry  # created meanwhile by another process: apply again
-                else:
-                    await conn.execute(
-                        f"UPDATE {table} SET doc = $3::json, modified = $4 "
-                        "WHERE kind = $1 AND key = $2",
-                        kind,
-                        change.key,
-                        orjson.dumps(new).decode(),
-                        now,
-                    )
-                results.append(new)
-            return results
+                if len(done) < len(created):
+                    raise Retry  # created meanwhile by another process: apply again
+            if updated:
+                await conn.execute(
+                    f"UPDATE {table} AS r SET doc = u.d::json, modified = $4 "
+                    "FROM unnest($2::text[], $3::text[]) AS u(k, d) "
+                    "WHERE r.kind = $1 AND r.key = u.k",
+                    kind,
+                    [k for k, _ in updated],
+                    [orjson.dumps(v).decode() for _, v in updated],
+                    now,
+                )
+            if deleted:
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE kind = $1 AND key = ANY($2::text[])", kind, deleted
+                )
+            return outcome.results
 
         return await self._write(None, run)
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from urbanstack.ngsild.model import now_timestamp
-from urbanstack.store.base import Keep, RecordChange
+from urbanstack.store.base import RecordChange
+from urbanstack.store.changes import run_record_changes
 
 if TYPE_CHECKING:
     from urbanstack.store.sqlite import SQLiteStore
@@ -55,30 +56,33 @@ class SQLiteRecords(_Base):
         return await self._read(None, run)
 
     async def change_records(self, kind: str, changes: Sequence[RecordChange]) -> list[Any]:
+        keys = list(dict.fromkeys(change.key for change in changes))
+
         def run(conn: sqlite3.Connection) -> list[Any]:
+            stored: dict[str, Any] = {}
+            for start in range(0, len(keys), 500):  # one query per 500 keys, not one each
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, doc in conn.execute(
+                    f"SELECT key, doc FROM records WHERE kind = ? AND key IN ({marks})",
+                    (kind, *chunk),
+                ):
+                    stored[key] = orjson.loads(doc)
+            outcome = run_record_changes(changes, stored)
             now = now_timestamp()
-            results = []
-            for change in changes:
-                row = conn.execute(
-                    "SELECT doc FROM records WHERE kind = ? AND key = ?", (kind, change.key)
-                ).fetchone()
-                current = None if row is None else orjson.loads(row[0])
-                new = change.apply(current)
-                if isinstance(new, Keep):
-                    results.append(current)
-                elif new is None:
-                    conn.execute(
-                        "DELETE FROM records WHERE kind = ? AND key = ?", (kind, change.key)
-                    )
-                    results.append(None)
-                else:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO records (kind, key, doc, modified) "
-                        "VALUES (?, ?, ?, ?)",
-                        (kind, change.key, orjson.dumps(new), now),
-                    )
-                    results.append(new)
-            return results
+            conn.executemany(
+                "INSERT OR REPLACE INTO records (kind, key, doc, modified) VALUES (?, ?, ?, ?)",
+                [
+                    (kind, key, orjson.dumps(new), now)
+                    for key, new in outcome.written.items()
+                    if new is not None
+                ],
+            )
+            conn.executemany(
+                "DELETE FROM records WHERE kind = ? AND key = ?",
+                [(kind, key) for key, new in outcome.written.items() if new is None],
+            )
+            return outcome.results
 
         return await self._write(None, run)
 
