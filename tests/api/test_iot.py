@@ -3,6 +3,7 @@ dead letters, device counters and health, on every store."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 
 from tests.receivers import HttpReceiver, wait_for
 from urbanstack.api.app import create_app
+from urbanstack.ingest.agent import DeviceMessage
 from urbanstack.settings import Settings
 
 ENTITIES = "/ngsi-ld/v1/entities"
@@ -153,6 +155,32 @@ def test_every_measure_is_its_own_history_instance(client: TestClient) -> None:
     history = client.get(f"{TEMPORAL}/{STATION}?attrs=temperature").json()
     assert len(history["temperature"]) == 4
     assert entity(client)["temperature"]["observedAt"] == "2026-11-24T03:00:00.000Z"
+
+
+def test_batches_decoded_while_others_are_written_are_written_in_arrival_order(
+    client: TestClient,
+) -> None:
+    """Messages come in bursts while earlier batches are being written; one moment for all,
+    so the history's order (time, then instance number) is the order of the writes."""
+    provision(client)
+    agent = client.app.state.ingest  # type: ignore[attr-defined]
+    count = 300
+
+    async def send_in_bursts() -> list[Any]:
+        outcomes: list[Any] = []
+        for start in range(0, count, 10):
+            for n in range(start, start + 10):
+                payload = orjson.dumps({"pm": n, "TimeInstant": "2026-11-24T05:00:00Z"})
+                agent.submit(DeviceMessage("hue-aq", "hue-aq-01", payload, done=outcomes.append))
+            await asyncio.sleep(0.001)
+        while len(outcomes) < count:
+            await asyncio.sleep(0.01)
+        return outcomes
+
+    outcomes = client.portal.call(send_in_bursts)  # type: ignore[union-attr]
+    assert all(o.accepted == 1 for o in outcomes)
+    history = client.get(f"{TEMPORAL}/{STATION}?attrs=pm25&lastN={count}").json()
+    assert [i["value"] for i in history["pm25"]] == list(range(count))
 
 
 def test_an_out_of_range_value_is_rejected_alone_and_dead_lettered(client: TestClient) -> None:

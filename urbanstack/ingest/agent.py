@@ -2,11 +2,13 @@
 
 Southbound adapters (MQTT, HTTP) hand each message to :meth:`IngestAgent.submit`. The
 agent gathers what arrives while the previous batch is being written, decodes every
-message against its device's mappings, and writes the whole batch with one
-``change_entities`` call per tenant: one transaction, one change per entity, every
-measure recorded as its own history instance, so subscriptions and the temporal API
-see device data like any other update. A message's completion callback runs only
-after that commit (MQTT acknowledges then), so an accepted measure is never lost.
+message against its device's mappings (while that previous write runs: the store's
+writer thread waits on the disk at every commit, time the event loop uses), and writes
+the whole batch, after the previous one, with one ``change_entities`` call per tenant:
+one transaction, one change per entity, every measure recorded as its own history
+instance, so subscriptions and the temporal API see device data like any other update.
+A message's completion callback runs only after that commit (MQTT acknowledges then), so
+an accepted measure is never lost.
 Rejected values go to a bounded dead-letter log; counts, last-seen times and the
 ``status`` attribute (online/offline after a silence) are kept per device.
 """
@@ -100,6 +102,15 @@ class _EntityBatch:
     messages: list[tuple[DeviceMessage, IngestOutcome]] = field(default_factory=list)
 
 
+@dataclass
+class _DecodedBatch:
+    """A batch of messages decoded into entity changes, waiting to be written."""
+
+    now: str
+    outcomes: list[tuple[DeviceMessage, IngestOutcome]] = field(default_factory=list)
+    by_tenant: dict[str | None, dict[str, _EntityBatch]] = field(default_factory=dict)
+
+
 def _seconds_since(stamp: str, now: float) -> float:
     when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     return now - when.timestamp()
@@ -180,32 +191,38 @@ class IngestAgent:
         return await future
 
     async def _write_loop(self) -> None:
+        writing: asyncio.Task[None] | None = None
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                await self._write_batch(batch)
+                decoded = await self._decode(batch)
+                if writing is not None:  # batches are written one after the other, in order
+                    await writing
+                writing = asyncio.create_task(self._write_batch(decoded))
             if self._stopping:
+                if writing is not None:
+                    await writing
                 return
 
-    async def _write_batch(self, batch: list[DeviceMessage]) -> None:
+    async def _write_batch(self, batch: _DecodedBatch) -> None:
         delay = 0.1
         while True:
             try:
-                outcomes = await self._process(batch)
+                await self._store(batch)
                 break
             except StoreError as exc:
                 if self._stopping:
-                    for message in batch:
+                    for message, _ in batch.outcomes:
                         if message.done is not None:
                             message.done(exc)
                     return
                 LOGGER.warning("ingestion batch not written (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_MAX_S)
-        for message, outcome in outcomes:
+        for message, outcome in batch.outcomes:
             if message.done is not None:
                 try:
                     message.done(outcome)
@@ -231,15 +248,13 @@ class IngestAgent:
             raise ResourceNotFound(f"Device {message.device_id!r} is not under this apikey")
         return group, device
 
-    async def _process(
-        self, batch: list[DeviceMessage]
-    ) -> list[tuple[DeviceMessage, IngestOutcome]]:
+    async def _decode(self, batch: list[DeviceMessage]) -> _DecodedBatch:
+        """Each message's outcome so far, and the entity changes of the batch."""
         now = now_timestamp()
-        outcomes: list[tuple[DeviceMessage, IngestOutcome]] = []
-        by_tenant: dict[str | None, dict[str, _EntityBatch]] = {}
+        decoded_batch = _DecodedBatch(now)
         for message in batch:
             outcome = IngestOutcome()
-            outcomes.append((message, outcome))
+            decoded_batch.outcomes.append((message, outcome))
             try:
                 group, device = await self._resolve(message, outcome)
                 measures = decode_payload(message.payload)
@@ -253,12 +268,16 @@ class IngestAgent:
             decoded = [
                 decode_measure(m, device, group, message.arrival, self.terms) for m in measures
             ]
-            self._add(by_tenant, message, outcome, group, device, decoded, now)
-        for tenant, entities in by_tenant.items():
-            await self._write_entities(tenant, entities, now)
-        await self._dead_letters(outcomes)
-        self._count(outcomes)
-        return outcomes
+            self._add(decoded_batch.by_tenant, message, outcome, group, device, decoded, now)
+        return decoded_batch
+
+    async def _store(self, batch: _DecodedBatch) -> None:
+        """Write a decoded batch (one transaction per tenant), then its dead letters and
+        counts; a StoreError leaves the batch to be written again."""
+        for tenant, entities in batch.by_tenant.items():
+            await self._write_entities(tenant, entities, batch.now)
+        await self._dead_letters(batch.outcomes)
+        self._count(batch.outcomes)
 
     def _add(
         self,
