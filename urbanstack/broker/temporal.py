@@ -116,9 +116,11 @@ def _latest_per_dataset(instances: list[Instance]) -> dict[str | None, Instance]
 
 
 def keep_latest_instances(entity: Entity, attrs: dict[str, list[Instance]]) -> None:
-    """Keep each (attribute, datasetId) of ``entity`` at its most recent instance."""
+    """Keep each (attribute, datasetId) of ``entity`` at its most recent instance. The
+    entity's instance lists are replaced, never changed in place (a shallow
+    ``EntityChange`` shares them with the stored entity)."""
     for iri, instances in attrs.items():
-        current = entity["attrs"].setdefault(iri, [])
+        current = entity["attrs"][iri] = list(entity["attrs"].get(iri, ()))
         for dataset_id, inst in _latest_per_dataset(instances).items():
             index = next((i for i, c in enumerate(current) if c.get("datasetId") == dataset_id), -1)
             if index < 0:

@@ -542,7 +542,7 @@ def _upsert(target: _EntityBatch, now: str) -> Callable[[Entity | None], Write]:
                 "modifiedAt": now,
                 "attrs": {iri: [dict(inst)] for iri, inst in target.statics().items()},
             }
-        keep_latest_instances(current, {iri: list(v) for iri, v in target.attrs.items()})
+        keep_latest_instances(current, target.attrs)
         touch(current, now)
         return Write(current)
 

@@ -64,8 +64,8 @@ def run_changes(
         old = None if raw is None else orjson.loads(raw)
         if old is None:
             current = None
-        elif change.shallow:
-            current = {**old, "attrs": {iri: list(v) for iri, v in old["attrs"].items()}}
+        elif change.shallow:  # apply replaces what it changes: the lists stay shared
+            current = {**old, "attrs": dict(old["attrs"])}
         else:
             current = orjson.loads(raw)
         if old is not None and entity_id not in latest:
