@@ -105,12 +105,13 @@ async def test_a_refused_change_queues_nothing(store: EntityStore) -> None:
 
 
 async def test_the_listener_hears_of_committed_notifications(store: EntityStore) -> None:
-    heard: list[str | None] = []
+    """...with the subscriptions that got them, so that the worker looks at those alone."""
+    heard: list[tuple[Any, ...]] = []
     store.change_observer = notify_all
-    store.outbox_listener = heard.append
+    store.outbox_listener = lambda *args: heard.append(args)
     await store.change_entities(None, [upsert(station(1, 1.0))])
     await asyncio.sleep(0.01)
-    assert heard == [None]
+    assert heard == [(None, frozenset({"urn:sub:1"}))]
 
 
 async def test_pending_notifications_survive_a_restart(store_url: str) -> None:

@@ -64,6 +64,9 @@ class DeliveryWorker:
         self.retry_max = retry_max
         self.tick = tick
         self._wake = asyncio.Event()
+        # subscriptions the store said got new rows, and whether a wake-up named none
+        self._fresh: set[tuple[str | None, str]] = set()
+        self._look_at_all = True
         self._running: dict[tuple[str | None, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str | None, str]] = set()
         self._last_sent: dict[str, float] = {}
@@ -75,8 +78,13 @@ class DeliveryWorker:
         self._unrecorded: dict[str | None, list[DeliveryReport]] = {}
         self._flush_task: asyncio.Task[None] | None = None
 
-    def wake(self, tenant: str | None = None) -> None:
-        """New outbox rows were committed (the store's outbox listener)."""
+    def wake(self, tenant: str | None = None, subscriptions: frozenset[str] | None = None) -> None:
+        """New outbox rows were committed (the store's outbox listener), for the given
+        subscriptions or, when None, for any."""
+        if subscriptions is None:
+            self._look_at_all = True
+        else:
+            self._fresh.update((tenant, sub_id) for sub_id in subscriptions)
         self._wake.set()
 
     async def start(self) -> None:
@@ -104,12 +112,22 @@ class DeliveryWorker:
             await sender.close()
 
     async def _run(self) -> None:
+        last_full = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
             self._wake.clear()
+            fresh, self._fresh = self._fresh, set()
             try:
-                await self.dispatch()
+                # every subscription's head row at each tick (retries falling due) and when
+                # a wake-up named none; otherwise only the subscriptions named: reading the
+                # heads scans the outbox, which holds thousands of rows under load
+                if self._look_at_all or time.monotonic() - last_full >= self.tick:
+                    self._look_at_all = False
+                    last_full = time.monotonic()
+                    await self.dispatch()
+                else:
+                    self.dispatch_fresh(fresh)
             except Exception:
                 LOGGER.exception("notification dispatch failed; retrying")
 
@@ -136,6 +154,15 @@ class DeliveryWorker:
                 await periodic_notifications(self.broker, tenant, sub, now_timestamp())
         for key in set(self._next_periodic) - seen:
             del self._next_periodic[key]
+
+    def dispatch_fresh(self, fresh: set[tuple[str | None, str]]) -> None:
+        """Start a drain task for each subscription named by a wake-up (a task finding
+        its next notification not yet due ends at once)."""
+        for key in fresh:
+            if key in self._running:
+                self._again.add(key)  # the task looks again before it ends
+            else:
+                self._running[key] = asyncio.create_task(self._drain(*key))
 
     async def dispatch(self) -> None:
         """Start a drain task for each subscription whose next notification is due."""

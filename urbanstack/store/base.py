@@ -253,8 +253,10 @@ class EntityStore(abc.ABC):
     #: called for every accepted change inside the write transaction; its outbox items are
     #: committed with the change (see :data:`ChangeObserver`)
     change_observer: ChangeObserver | None = None
-    #: called on the event loop after a commit that wrote outbox rows (wakes the worker)
-    outbox_listener: Callable[[str | None], None] | None = None
+    #: called on the event loop after a commit that wrote outbox rows (wakes the worker):
+    #: ``listener(tenant)``, or ``listener(tenant, subscription_ids)`` when the store knows
+    #: which subscriptions got rows (the worker then looks at those alone)
+    outbox_listener: Callable[..., None] | None = None
     #: called on the event loop with each committed :meth:`change_entities` call's results
     #: (live change streams; best effort, unlike the outbox)
     commit_listener: Callable[[str | None, list[ChangeResult]], None] | None = None

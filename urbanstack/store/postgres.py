@@ -422,7 +422,9 @@ class PostgresStore(
             await self._run(lambda: self._ensure_tenant(tenant))
             return []
 
-        async def run(conn: asyncpg.Connection, schema: str) -> tuple[list[ChangeResult], bool]:
+        async def run(
+            conn: asyncpg.Connection, schema: str
+        ) -> tuple[list[ChangeResult], frozenset[str]]:
             results = await apply_changes(
                 conn,
                 schema,
@@ -439,11 +441,11 @@ class PostgresStore(
                         items += observer(tenant, result.old, result.new)
                 if items:
                     await write_outbox(conn, schema, items, now_timestamp(), time.time())
-            return results, bool(items)
+            return results, frozenset(i.subscription_id for i in items)
 
         results, queued = await self._write(tenant, run)
         if queued and self.outbox_listener is not None:
-            self.outbox_listener(tenant)
+            self.outbox_listener(tenant, queued)
         if self.commit_listener is not None:
             self.commit_listener(tenant, results)
         return results

@@ -136,7 +136,8 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         self._pid_misses: dict[str | None, set[str]] = {}
         self._known_tenants: set[str | None] = {None}
         self._slots: dict[int, Any] = {}
-        self._outbox_dirty: set[str | None] = set()  # tenants with outbox rows this group
+        # subscriptions with new outbox rows in this group, per tenant
+        self._outbox_dirty: dict[str | None, set[str]] = {}
 
     # --- lifecycle
 
@@ -339,7 +340,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             paths.rollback()
-            self._outbox_dirty.discard(tenant)
+            self._outbox_dirty.pop(tenant, None)
             self._resolve([(t, False, StoreError(f"Write failed: {exc}", exc)) for t in tasks])
             return
         try:
@@ -349,7 +350,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             paths.rollback()
-            self._outbox_dirty.discard(tenant)
+            self._outbox_dirty.pop(tenant, None)
             err = StoreError(f"Commit failed: {exc}", exc)
             self._resolve([(t, False, err) for t, _, _ in outcomes])
             return
@@ -357,12 +358,12 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         if learned:
             self._pids.setdefault(tenant, {}).update(learned)
             self._pid_misses.setdefault(tenant, set()).clear()
-        if tenant in self._outbox_dirty:
-            self._outbox_dirty.discard(tenant)
+        subscriptions = self._outbox_dirty.pop(tenant, None)
+        if subscriptions:
             listener = self.outbox_listener
             if listener is not None and tasks:
                 with contextlib.suppress(RuntimeError):
-                    tasks[0].loop.call_soon_threadsafe(listener, tenant)
+                    tasks[0].loop.call_soon_threadsafe(listener, tenant, frozenset(subscriptions))
         self._resolve(outcomes)
         self._note_recent(tenant)
 
@@ -529,7 +530,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
                 items += self.change_observer(tenant, result.old, result.new)
         if items:
             write_outbox(conn, items, now_timestamp(), time.time())
-            self._outbox_dirty.add(tenant)
+            self._outbox_dirty.setdefault(tenant, set()).update(i.subscription_id for i in items)
 
     async def get_entity(self, tenant: str | None, entity_id: str) -> Entity | None:
         tenant = validate_tenant(tenant)
