@@ -119,8 +119,22 @@ def keep_latest_instances(entity: Entity, attrs: dict[str, list[Instance]]) -> N
     """Keep each (attribute, datasetId) of ``entity`` at its most recent instance. The
     entity's instance lists are replaced, never changed in place (a shallow
     ``EntityChange`` shares them with the stored entity)."""
+    entity_attrs = entity["attrs"]
     for iri, instances in attrs.items():
-        current = entity["attrs"][iri] = list(entity["attrs"].get(iri, ()))
+        existing = entity_attrs.get(iri)
+        if (  # one reading of a one-instance attribute (a sensor's): the short way
+            len(instances) == 1
+            and existing is not None
+            and len(existing) == 1
+            and "datasetId" not in instances[0]
+            and "datasetId" not in existing[0]
+        ):
+            inst, before = instances[0], existing[0]
+            if before.get("observedAt", "") <= inst.get("observedAt", "\uffff"):
+                inst["createdAt"] = before.get("createdAt", inst["createdAt"])
+                entity_attrs[iri] = [inst]
+            continue
+        current = entity_attrs[iri] = list(existing or ())
         for dataset_id, inst in _latest_per_dataset(instances).items():
             index = next((i for i, c in enumerate(current) if c.get("datasetId") == dataset_id), -1)
             if index < 0:
