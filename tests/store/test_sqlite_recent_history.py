@@ -253,3 +253,14 @@ async def test_answers_and_changes_agree_wherever_instances_are(open_store: Any,
         assert await store.prune_history(None, T0 + 5 * HOUR) > 0
         assert await store.delete_history(None, "urn:ngsi-ld:AirQualityObserved:1")
     assert await answers(waiting) == await answers(clustered)
+
+
+def test_the_wait_starts_with_the_first_waiting_instance() -> None:
+    tally = sqlite_history.RecentTally()
+    tally.add(0)  # an empty table found at start-up
+    assert tally.since is None
+    tally.add(3)
+    first = tally.since
+    assert first is not None
+    tally.add(2)
+    assert (tally.rows, tally.since) == (5, first)

@@ -131,7 +131,7 @@ class RecentTally:
 
     def add(self, rows: int) -> None:
         self.rows += rows
-        if self.since is None:
+        if rows and self.since is None:
             self.since = time.monotonic()
 
 
