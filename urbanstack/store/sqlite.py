@@ -28,7 +28,6 @@ from urbanstack.ngsild.model import Entity, now_timestamp
 from urbanstack.ngsild.q_match import match_q
 from urbanstack.ngsild.query import EntityQuery, QueryResult
 from urbanstack.runtime import pin_serving_thread, release_thread
-from urbanstack.store import sqlite_history
 from urbanstack.store.base import (
     ChangeResult,
     DiscoveryRow,
@@ -46,6 +45,7 @@ from urbanstack.store.sqlite_functions import (
 )
 from urbanstack.store.sqlite_paths import WritePaths, read_lookup
 from urbanstack.store.sqlite_query import SlotRegistry, compile_query
+from urbanstack.store.sqlite_recent import RecentMover
 from urbanstack.store.sqlite_records import SQLiteRecords
 from urbanstack.store.sqlite_subscriptions import SQLiteSubscriptions, write_outbox
 from urbanstack.store.sqlite_tasks import run_tasks
@@ -116,9 +116,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         self.path = Path(path)
         # new history instances wait in recent_instances until this many or this old
         # (sqlite_history.py); 0 rows writes them straight into attr_instances
-        self.history_recent_rows = history_recent_rows
-        self.history_recent_seconds = history_recent_seconds
-        self._recent: dict[str | None, sqlite_history.RecentTally] = {}  # writer's, per tenant
+        self._recent = RecentMover(history_recent_rows, history_recent_seconds)
         self.keep_history_on_delete = keep_history_on_delete
         self.tenant_dir = self.path.with_name(self.path.name + "-tenants")
         self.read_workers = read_workers
@@ -229,8 +227,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             self._write_conns[tenant] = conn
             self._write_paths[tenant] = WritePaths(conn)
             self._known_tenants.add(tenant)
-            self._recent[tenant] = tally = sqlite_history.RecentTally()
-            tally.add(sqlite_history.recent_count(conn))  # left by the last run: moved soon
+            self._recent.opened(tenant, conn)
         return conn
 
     def _read_conn(self, tenant: str | None) -> sqlite3.Connection:
@@ -276,9 +273,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
                 by_tenant.setdefault(task.tenant, []).append(task)
             for tenant, tasks in by_tenant.items():
                 self._run_group(tenant, tasks)
-        for tenant, tally in self._recent.items():
-            if tally.rows:
-                self._move_recent(tenant)
+        self._recent.move_all(self._write_conns)
         for conn in self._write_conns.values():
             conn.close()
         self._write_conns.clear()
@@ -288,41 +283,13 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
         """The next queued write (None: stop); while none comes, moves the recent history
         instances that are due."""
         while True:
-            waiting = [t.since for t in self._recent.values() if t.rows and t.since is not None]
-            if not waiting:
+            wait = self._recent.wait_time()
+            if wait is None:
                 return self._queue.get()
-            due = min(waiting) + self.history_recent_seconds
             try:
-                return self._queue.get(timeout=max(0.0, due - time.monotonic()))
+                return self._queue.get(timeout=wait)
             except queue.Empty:
-                for tenant in list(self._recent):
-                    self._note_recent(tenant)
-
-    def _note_recent(self, tenant: str | None) -> None:
-        """Move the recent history instances into the clustered table when there are
-        enough of them or the oldest has waited long enough."""
-        tally = self._recent.get(tenant)
-        if tally is None or not tally.rows or tally.since is None:
-            return
-        waited = time.monotonic() - tally.since
-        if tally.rows >= self.history_recent_rows or waited >= self.history_recent_seconds:
-            self._move_recent(tenant)
-
-    def _move_recent(self, tenant: str | None) -> None:
-        """Move a tenant's recent history instances in one transaction of their own."""
-        conn = self._write_conns[tenant]
-        tally = self._recent[tenant]
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            sqlite_history.move_recent(conn)
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            LOGGER.exception("moving recent history instances failed (retried later)")
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            tally.since = time.monotonic()
-            return
-        tally.rows, tally.since = 0, None
+                self._recent.move_due(self._write_conns)
 
     def _run_group(self, tenant: str | None, tasks: list[_Task]) -> None:
         try:
@@ -365,7 +332,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
                 with contextlib.suppress(RuntimeError):
                     tasks[0].loop.call_soon_threadsafe(listener, tenant, frozenset(subscriptions))
         self._resolve(outcomes)
-        self._note_recent(tenant)
+        self._recent.move_due(self._write_conns, tenant)
 
     @staticmethod
     def _resolve(outcomes: list[tuple[_Task, bool, Any]]) -> None:
@@ -474,7 +441,7 @@ class SQLiteStore(SQLiteHistory, SQLiteSubscriptions, SQLiteRecords, SQLiteConte
             prepared,
             self.keep_history_on_delete,
             self.view_updater,
-            recent_history=self._recent[tenant] if self.history_recent_rows > 0 else None,
+            recent_history=self._recent.tally(tenant),
         )
         if self.change_observer is not None:
             self._queue_notifications(conn, tenant, results)
