@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.postgres_cluster import PostgresCluster, drop_coordination_connection
-from urbanstack.store.base import ANNOUNCEMENTS_MISSED
+from urbanstack.store.base import ANNOUNCEMENTS_MISSED, RecordChange
 from urbanstack.store.postgres import PostgresStore, load_from_url
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +161,36 @@ async def test_closing_the_store_stops_reconnecting(pg_url: str) -> None:
     await asyncio.sleep(0.3)
 
     assert store._coordination is None
+
+
+async def test_records_counted_up_by_two_processes_at_once_lose_no_update(
+    pg_url: str,
+) -> None:
+    """Two stores (two API processes) count the same device records up concurrently,
+    several keys a call: the rows are locked while a call runs, and a record created
+    meanwhile by the other makes the call run again, so every increment counts."""
+    first, second = load_from_url(pg_url, pool_size=4), load_from_url(pg_url, pool_size=4)
+    await first.open()
+    await second.open()
+    keys = [f"device-{n}" for n in range(20)]
+
+    def add_one(key: str) -> RecordChange:
+        return RecordChange(key, lambda current: {"n": (current or {"n": 0})["n"] + 1})
+
+    async def count_up(store: PostgresStore, rounds: int) -> None:
+        for round_ in range(rounds):
+            chosen = keys[round_ % 5 :: 3]  # overlapping sets of keys, new ones at first
+            await store.change_records("counters", [add_one(k) for k in chosen])
+
+    try:
+        rounds = 25
+        await asyncio.gather(*(count_up(s, rounds) for s in (first, second) for _ in range(3)))
+        expected: dict[str, int] = {}
+        for round_ in range(rounds):
+            for key in keys[round_ % 5 :: 3]:
+                expected[key] = expected.get(key, 0) + 6  # 2 stores x 3 concurrent callers
+        records, _ = await first.list_records("counters", 100)
+        assert {key: doc["n"] for key, doc in records} == expected
+    finally:
+        await first.close()
+        await second.close()
