@@ -68,10 +68,11 @@ class PostgresRecords(_Base):
             stored = {r["key"]: orjson.loads(r["doc"]) for r in rows}
             outcome = run_record_changes(changes, stored)
             now = now_timestamp()
-            created = [
-                (k, v) for k, v in outcome.written.items() if v is not None and k not in stored
-            ]
-            updated = [(k, v) for k, v in outcome.written.items() if v is not None and k in stored]
+            docs = {
+                k: orjson.dumps(v).decode() for k, v in outcome.written.items() if v is not None
+            }
+            created = [k for k in docs if k not in stored]
+            updated = [k for k in docs if k in stored]
             deleted = [k for k, v in outcome.written.items() if v is None and k in stored]
             if created:
                 done = await conn.fetch(
@@ -79,8 +80,8 @@ class PostgresRecords(_Base):
                     "SELECT $1, k, d::json, $4 FROM unnest($2::text[], $3::text[]) AS c(k, d) "
                     "ON CONFLICT DO NOTHING RETURNING key",
                     kind,
-                    [k for k, _ in created],
-                    [orjson.dumps(v).decode() for _, v in created],
+                    created,
+                    [docs[k] for k in created],
                     now,
                 )
                 if len(done) < len(created):
@@ -91,8 +92,8 @@ class PostgresRecords(_Base):
                     "FROM unnest($2::text[], $3::text[]) AS u(k, d) "
                     "WHERE r.kind = $1 AND r.key = u.k",
                     kind,
-                    [k for k, _ in updated],
-                    [orjson.dumps(v).decode() for _, v in updated],
+                    updated,
+                    [docs[k] for k in updated],
                     now,
                 )
             if deleted:

@@ -10,6 +10,7 @@ tables through a ``UNION ALL``; the others from the clustered table alone.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Container
 from typing import Any
 
 from urbanstack.ngsild.history import (
@@ -66,7 +67,7 @@ def aggregate_instances(
     eid: int,
     series: dict[Series, str],
     query: TemporalQuery,
-    recent: set[Series] | frozenset[Series] = frozenset(),
+    recent: Container[Series] = frozenset(),
 ) -> dict[str, list[AttributeAggregate]]:
     """Each series' instances in the time range, aggregated per period by SQL; ``recent``
     names the series with instances in ``recent_instances``."""

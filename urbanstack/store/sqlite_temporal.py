@@ -264,7 +264,7 @@ def load_history(
         if attr is not None:
             series[(pid, ds)] = attr
     if query.aggregation is not None:
-        aggregates = aggregate_instances(conn, eid, series, query, set(recent))
+        aggregates = aggregate_instances(conn, eid, series, query, recent)
         return TemporalEntity(entity_id, types, {}, aggregates)
     rows, window = sqlite_history.read_instances(conn, eid, series, query, recent)
     return TemporalEntity(entity_id, types, rows, None, window)

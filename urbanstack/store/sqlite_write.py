@@ -103,23 +103,14 @@ def _shapes(entity: Entity) -> list[tuple[str, str]]:
 def index_rows(entity: Entity, only: Iterable[str] | None = None) -> IndexRows:
     """The index rows of ``entity``; with ``only``, the value and presence rows of those
     attributes alone (types, scopes and shapes are always whole)."""
-    found = value_rows(entity, only, system_times=False)
+    presence, values, _ = _split_rows(value_rows(entity, only, system_times=False))
     return IndexRows(
         types=set(entity["type"]),
         scopes=set(entity.get("scope", ())),
-        presence=_presence_counts(found),
-        values=_typed_values((row for row in found if row[1] is not None), entity["type"]),
+        presence=presence,
+        values=_typed_values(values, entity["type"]),
         shapes=_shapes(entity),
     )
-
-
-def _presence_counts(found: list[ValueRow]) -> dict[tuple[str, str], int]:
-    counts: dict[tuple[str, str], int] = {}
-    for path, val, kind in found:
-        if val is None:
-            key = (path, kind or "Property")
-            counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 def _split_rows(
