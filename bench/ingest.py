@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  reached the store     {total:10,d} measures ({total / expected:.1%})")
         print(
             f"  store rate during run {during / window:10,.0f} measures/s "
-            f"(target >= {TARGET_RATE:,.0f})"
+            f"(target >= {TARGET_RATE:,.0f}; the publishers managed {expected / window:,.0f}/s)"
         )
         print(f"  backlog drained in    {drain:10.2f} s after publishing stopped")
         if latencies:
@@ -412,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  CPU publishers        {publisher_cpu.value:6.1f} s "
             f"({publisher_cpu.value / window:.0%} of a core, start-up included)"
         )
+        # 2 % slack: the publishers pace themselves with sleeps and reach ~99.8 % of the
+        # offered rate; the store must keep up with them (drained within 2 s)
         sustained = during / window >= TARGET_RATE * 0.98 and drain < 2.0
         fast = bool(latencies) and statistics.median(latencies) < TARGET_MEDIAN_MS
         print(f"  verdict               {'PASS' if sustained and fast else 'MISS'}")

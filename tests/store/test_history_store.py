@@ -235,6 +235,47 @@ async def test_sql_aggregation_agrees_with_python_on_random_data(
             assert bucket.values[method] == pytest.approx(expected[index][method]), method
 
 
+async def test_aggregating_a_mixed_series_agrees_with_each_period_alone(
+    store: EntityStore,
+) -> None:
+    # numbers-only series take a shorter query; a period holding text, JSON or a deletion
+    # sends the series to the general one: both must give the same periods
+    periods: list[list[Any]] = [
+        [1, 2.5],  # numbers
+        [True, False],  # booleans
+        ["a", "b"],  # text
+        ["c", 3],  # text among numbers, a number last
+        [{"k": 1}, 4],  # JSON among numbers
+        [True, 7],  # a boolean and a number
+        [5],  # numbers, last of the series
+    ]
+    methods = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
+    query = TemporalQuery(
+        time=TimeFilter("after", T0), aggregation=Aggregation(methods, parse_duration("PT1H"))
+    )
+
+    async def aggregate(n: int, points: list[tuple[int, Any]]) -> list[Any]:
+        entity = station(n, points[-1][1], points[-1][0])
+        rows = [reading(value, moment) for moment, value in points]
+        await store.change_entities(None, [with_history(entity, rows)])
+        found = await store.get_history(None, entity["id"], query)
+        assert found is not None and found.aggregates is not None
+        [series] = found.aggregates[PM25]
+        return [(b.start - T0, b.values) for b in series.buckets]
+
+    def points_of(index: int) -> list[tuple[int, Any]]:
+        return [(T0 + index * HOUR + k * 60_000_000, v) for k, v in enumerate(periods[index])]
+
+    whole = await aggregate(0, [p for i in range(len(periods)) for p in points_of(i)])
+    alone = [await aggregate(i + 1, points_of(i)) for i in range(len(periods))]
+    assert [offset for offset, _ in whole] == [i * HOUR for i in range(len(periods))]
+    for i, (offset, values) in enumerate(whole):
+        [(alone_offset, alone_values)] = alone[i]
+        assert alone_offset == offset and alone_values == values, periods[i]
+    assert whole[0][1]["sum"] == 3.5 and whole[6][1]["max"] == 5
+    assert whole[2][1]["sum"] is None and whole[2][1]["min"] == "a"
+
+
 async def test_paging_through_windows_returns_every_instance_once(store: EntityStore) -> None:
     rng = random.Random(7)
     moments = sorted({T0 + rng.randrange(0, 100) * HOUR for _ in range(60)})

@@ -219,12 +219,24 @@ class AggregateBucket:
 
 @dataclass(slots=True)
 class AttributeAggregate:
-    """The aggregated history of one attribute instance series (one datasetId)."""
+    """The aggregated history of one attribute instance series (one datasetId), by
+    column: period ``i`` is [``starts[i]``, ``ends[i]``) and ``values[method][i]`` its
+    value (columns, not a row object per period: a long series has thousands of them)."""
 
     attr: str
     kind: str
     dataset_id: str | None
-    buckets: list[AggregateBucket]
+    starts: list[int]
+    ends: list[int]
+    values: dict[str, list[Any]]
+
+    @property
+    def buckets(self) -> list[AggregateBucket]:
+        """The periods one by one, each with its value per method."""
+        return [
+            AggregateBucket(start, end, {m: column[i] for m, column in self.values.items()})
+            for i, (start, end) in enumerate(zip(self.starts, self.ends, strict=True))
+        ]
 
 
 @dataclass
@@ -299,36 +311,54 @@ def common_window(
     return window
 
 
-def period_values(
+def period_columns(
     methods: Iterable[str],
-    m: dict[str, Any],
-    kind: str,
-    given: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The requested aggregation methods of one period from its measures (``count``,
-    ``distinct``, ``numbers``, ``sum``, ``squares``, ``min``, ``max``, value type ``vt``);
-    ``given`` overrides the sum, min and max returned (a store that keeps integers exact).
-    None where a method does not apply (sums of text, min/max of relationships and JSON)."""
+    m: Mapping[str, list[Any]],
+    kinds: list[str],
+    given: Mapping[str, list[Any]] | None = None,
+) -> dict[str, list[Any]]:
+    """The requested aggregation methods, a column each, from a column per measure
+    (``count``, ``distinct``, ``numbers``, ``sum``, ``squares``, ``min``, ``max``, value
+    type ``vt``) and the attribute type of each period (``kinds``); ``given`` overrides
+    the sum, min and max returned (a store that keeps integers exact). None where a method
+    does not apply (sums of text, min/max of relationships and JSON)."""
     shown = m if given is None else {**m, **given}
-    boolean = m["vt"] == VT_BOOL
-    ordered = not kind.endswith("Relationship") and m["vt"] != VT_JSON
-    values: dict[str, Any] = {}
+    vts = m["vt"]
+    plain = VT_BOOL not in vts and VT_JSON not in vts
+    if plain and not any(kind.endswith("Relationship") for kind in kinds):
+        ordered: list[bool] | None = None  # every period: min and max as measured
+    else:
+        ordered = [
+            not kind.endswith("Relationship") and vt != VT_JSON
+            for kind, vt in zip(kinds, vts, strict=True)
+        ]
+    values: dict[str, list[Any]] = {}
     for method in methods:
         if method == "totalCount":
-            values[method] = m["count"]
+            values[method] = list(m["count"])
         elif method == "distinctCount":
-            values[method] = m["distinct"]
+            values[method] = list(m["distinct"])
         elif method == "sum":
-            values[method] = shown["sum"]
+            values[method] = list(shown["sum"])
         elif method == "avg":
-            values[method] = m["sum"] / m["numbers"] if m["numbers"] else None
+            values[method] = [
+                total / n if n else None for total, n in zip(m["sum"], m["numbers"], strict=True)
+            ]
         elif method in ("min", "max"):
-            value = shown[method] if ordered else None
-            values[method] = bool(value) if boolean and value is not None else value
+            if ordered is None:
+                values[method] = list(shown[method])
+            else:
+                values[method] = [
+                    None if not keep else bool(v) if vt == VT_BOOL and v is not None else v
+                    for v, vt, keep in zip(shown[method], vts, ordered, strict=True)
+                ]
         elif method == "sumsq":
-            values[method] = m["squares"]
+            values[method] = list(m["squares"])
         elif method == "stddev":
-            values[method] = sample_stddev(m["numbers"], m["sum"], m["squares"])
+            values[method] = [
+                sample_stddev(n, total, squares)
+                for n, total, squares in zip(m["numbers"], m["sum"], m["squares"], strict=True)
+            ]
     return values
 
 

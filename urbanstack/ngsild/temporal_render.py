@@ -127,12 +127,13 @@ def _aggregated(aggregates: list[AttributeAggregate], methods: tuple[str, ...]) 
         rendered: dict[str, Any] = {"type": aggregate.kind}
         if aggregate.dataset_id is not None:
             rendered["datasetId"] = aggregate.dataset_id
-        bounds = [(from_micros(b.start), from_micros(b.end)) for b in aggregate.buckets]
+        starts = [from_micros(t) for t in aggregate.starts]
+        formatted = dict(zip(aggregate.starts, starts, strict=True))
+        # a period mostly ends where the next one starts: that time is formatted once
+        ends = [formatted.get(t) or from_micros(t) for t in aggregate.ends]
         for method in methods:
-            rendered[method] = [
-                [b.values.get(method), start, end]
-                for b, (start, end) in zip(aggregate.buckets, bounds, strict=True)
-            ]
+            column = aggregate.values.get(method) or [None] * len(starts)
+            rendered[method] = [[v, lo, hi] for v, lo, hi in zip(column, starts, ends, strict=True)]
         out.append(rendered)
     return out[0] if len(out) == 1 else out
 

@@ -16,10 +16,9 @@ from urbanstack.ngsild.history import (
     DELETION_EXTRA_PREFIX,
     VT_BOOL,
     VT_NUMBER,
-    AggregateBucket,
     AttributeAggregate,
     measure_names,
-    period_values,
+    period_columns,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
 from urbanstack.ngsild.temporal import Aggregation, FixedPeriods, TemporalQuery, bucket_starts
@@ -148,22 +147,25 @@ async def _aggregate_series(
             "GROUP BY 1"
         )
         args += [[lo for lo, _ in periods], [hi for _, hi in periods]]
-    buckets: list[AggregateBucket] = []
-    kind = "Property"
-    for r in await conn.fetch(sql + " ORDER BY 1", *args):
-        measured = {k: int(v) if isinstance(v, Decimal) else v for k, v in r.items()}
-        kind = ATTRIBUTE_TYPES[measured["kind"]]
-        start, stop = periods[int(measured["i"])]
-        buckets.append(
-            AggregateBucket(
-                start,
-                stop,
-                period_values(aggregation.methods, measured, kind, _given(aggregation, measured)),
-            )
-        )
-    if not buckets:
+    found = [
+        {k: int(v) if isinstance(v, Decimal) else v for k, v in r.items()}
+        for r in await conn.fetch(sql + " ORDER BY 1", *args)
+    ]
+    if not found:
         return None
-    return AttributeAggregate(attr, kind, ds or None, buckets)
+    columns = {name: [m[name] for m in found] for name in names}
+    givens = [_given(aggregation, m) for m in found]
+    given = {name: [g[name] for g in givens] for name in givens[0]}
+    kinds = [ATTRIBUTE_TYPES[m["kind"]] for m in found]
+    bounds = [periods[int(m["i"])] for m in found]
+    return AttributeAggregate(
+        attr,
+        kinds[-1],
+        ds or None,
+        [lo for lo, _ in bounds],
+        [hi for _, hi in bounds],
+        period_columns(aggregation.methods, columns, kinds, given),
+    )
 
 
 #: method -> the columns holding it for real numbers, integers and text

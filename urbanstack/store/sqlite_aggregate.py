@@ -17,13 +17,12 @@ from urbanstack.ngsild.history import (
     DELETION_EXTRA_PREFIX,
     VT_BOOL,
     VT_NUMBER,
-    AggregateBucket,
     AttributeAggregate,
     measure_names,
-    period_values,
+    period_columns,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
-from urbanstack.ngsild.temporal import FixedPeriods, TemporalQuery, bucket_starts
+from urbanstack.ngsild.temporal import Aggregation, FixedPeriods, TemporalQuery, bucket_starts
 from urbanstack.store.sqlite_history import TIME_COLUMNS, Series, time_clause
 from urbanstack.store.sqlite_rows import rows_at_once
 
@@ -50,6 +49,14 @@ _MEASURE_SQL = {
     "kind": "max(kind)",
     "vt": "max(vt)",
 }
+#: the measures of a series of numbers and booleans (no text, JSON nor deletion: those
+#: have no ``num``): no text column to read; ``numbers`` = ``count`` shows a period was so
+_NUMBER_MEASURE_SQL = {
+    **_MEASURE_SQL,
+    "distinct": "count(DISTINCT num)",
+    "min": "min(num)",
+    "max": "max(num)",
+}
 _METHOD_MEASURES = {
     "totalCount": ("count",),
     "distinctCount": ("distinct",),
@@ -59,6 +66,11 @@ _METHOD_MEASURES = {
     "max": ("max",),
     "stddev": ("sum", "numbers", "squares"),
     "sumsq": ("squares",),
+}
+
+
+_NUMBER_MEASURES = {
+    method: (*measures, "numbers", "count") for method, measures in _METHOD_MEASURES.items()
 }
 
 
@@ -106,80 +118,129 @@ class _Source:
 
 def _span(
     conn: sqlite3.Connection, source: _Source, column: str, query: TemporalQuery
-) -> tuple[int | None, int | None]:
+) -> tuple[int | None, int | None, bool]:
     """First and last time of a series in the query's range (two index seeks for
-    observedAt, the clustering key; a range scan for the other times)."""
+    observedAt, the clustering key; a range scan for the other times), and whether the
+    last value is a number or boolean (then the series likely holds nothing else)."""
     time_sql, time_params = time_clause(query, column)
     where = f"eid = ? AND pid = ? AND ds = ?{time_sql} AND {_NOT_DELETION}"
     params = (*source.key, *time_params)
     if column != "observed" or source.recent:
         row = conn.execute(
-            source.sql(f"SELECT min({column}), max({column}) FROM {source.table} WHERE {where}"),
+            source.sql(
+                f"SELECT min({column}), max({column}), count(num) = count(*) "
+                f"FROM {source.table} WHERE {where}"
+            ),
             (*source.params, *params),
         ).fetchone()
-        return row[0], row[1]
+        return row[0], row[1], bool(row[2])
+    last = f"FROM attr_instances WHERE {where} ORDER BY observed DESC LIMIT 1"
     row = conn.execute(
         f"SELECT (SELECT observed FROM attr_instances WHERE {where} ORDER BY observed LIMIT 1), "
-        f"(SELECT observed FROM attr_instances WHERE {where} ORDER BY observed DESC LIMIT 1)",
-        params + params,
+        f"(SELECT observed {last}), (SELECT vt {last})",
+        params + params + params,
     ).fetchone()
-    return row[0], row[1]
+    return row[0], row[1], row[2] in (VT_NUMBER, VT_BOOL)
 
 
 def _aggregate_series(
     conn: sqlite3.Connection, source: _Source, attr: str, query: TemporalQuery
 ) -> AttributeAggregate | None:
     """One series' periods: a GROUP BY over integer buckets (fixed periods), over a
-    VALUES table of period bounds (months, years), or over the whole range."""
+    VALUES table of period bounds (months, years), or over the whole range. A series of
+    numbers is measured by a shorter query first (no text column, no deletion test); a
+    period holding anything else sends it to the general one."""
     aggregation = query.aggregation
     assert aggregation is not None
-    column = TIME_COLUMNS[query.timeproperty]
-    time_sql, time_params = time_clause(query, column)
-    low, high = query.time.bounds() if query.time is not None else (None, None)
-    first, latest = _span(conn, source, column, query)
+    first, latest, numbers = _span(conn, source, TIME_COLUMNS[query.timeproperty], query)
     if first is None or latest is None:
         return None
+    if numbers:
+        names = measure_names(aggregation.methods, _NUMBER_MEASURES)
+        shape = _Shape(source, query, first, latest, names, _NUMBER_MEASURE_SQL, "")
+        rows = shape.rows(conn)
+        n, count = names.index("numbers") + 1, names.index("count") + 1
+        if all(r[n] == r[count] for r in rows):  # no text, JSON nor deletion: exact
+            return _attribute_aggregate(attr, source, rows, names, shape.periods, aggregation)
     names = measure_names(aggregation.methods, _METHOD_MEASURES)
-    measures = ", ".join(_MEASURE_SQL[n] for n in names)
-    origin = low if low is not None else first
-    period = aggregation.period
-    series_sql = f"eid = ? AND pid = ? AND ds = ?{time_sql} AND {_NOT_DELETION}"
-    table, (eid, pid, ds) = source.table, source.key
-    params: list[Any]
-    if period is None:
-        sql = source.sql(f"SELECT 0, {measures} FROM {table} WHERE {series_sql}")
-        params = [*source.params, eid, pid, ds, *time_params]
-        periods: Any = [(origin, high if high is not None else latest)]
-    elif period.months == 0:
-        step = period.micros
-        sql = source.sql(
-            f"SELECT ({column} - ?) / ?, {measures} FROM {table} "
-            f"WHERE {series_sql} AND {column} >= ? GROUP BY 1"
-        )
-        params = [*source.params, origin, step, eid, pid, ds, *time_params, origin]
-        periods = FixedPeriods(origin, step)
-    else:
-        end = high if high is not None else latest + 1
-        starts = bucket_starts(origin, end, period)[:MAX_CALENDAR_PERIODS]
-        periods = list(zip(starts, [*starts[1:], period.add_to(starts[-1])], strict=True))
-        values = ",".join("(?,?,?)" for _ in periods)
-        sql = source.sql(
-            f"SELECT p.i, {measures} FROM p JOIN {table} "
-            f"ON {series_sql} AND {column} >= p.lo AND {column} < p.hi GROUP BY 1",
-            [f"p(i, lo, hi) AS (VALUES {values})"],
-        )
-        params = [*source.params]
-        params += [v for i, (lo, hi) in enumerate(periods) for v in (i, lo, hi)]
-        params += [eid, pid, ds, *time_params]
-    buckets: list[AggregateBucket] = []
-    kind = "Property"
-    found = rows_at_once(conn, sql, params, len(names) + 1)
-    for r in found if found is not None else conn.execute(sql, params):
-        measured = dict(zip(names, r[1:], strict=True))
-        kind = ATTRIBUTE_TYPES[measured["kind"]]
-        start, stop = periods[r[0]]
-        values_of = period_values(aggregation.methods, measured, kind)
-        buckets.append(AggregateBucket(start, stop, values_of))
-    if not buckets:
+    shape = _Shape(source, query, first, latest, names, _MEASURE_SQL, f" AND {_NOT_DELETION}")
+    return _attribute_aggregate(attr, source, shape.rows(conn), names, shape.periods, aggregation)
+
+
+def _attribute_aggregate(
+    attr: str,
+    source: _Source,
+    rows: list[Any],
+    names: list[str],
+    periods: Any,
+    aggregation: Aggregation,
+) -> AttributeAggregate | None:
+    if not rows:
         return None
-    return AttributeAggregate(attr, kind, ds or None, buckets)
+    columns = {name: [r[i] for r in rows] for i, name in enumerate(names, start=1)}
+    kinds = [ATTRIBUTE_TYPES[k] for k in columns["kind"]]
+    bounds = [periods[r[0]] for r in rows]
+    return AttributeAggregate(
+        attr,
+        kinds[-1],
+        source.key[2] or None,
+        [lo for lo, _ in bounds],
+        [hi for _, hi in bounds],
+        period_columns(aggregation.methods, columns, kinds),
+    )
+
+
+class _Shape:
+    """The aggregation query of one series: its SQL, parameters and periods."""
+
+    def __init__(
+        self,
+        source: _Source,
+        query: TemporalQuery,
+        first: int,
+        latest: int,
+        names: list[str],
+        measure_sql: dict[str, str],
+        row_filter: str,
+    ) -> None:
+        aggregation = query.aggregation
+        assert aggregation is not None
+        column = TIME_COLUMNS[query.timeproperty]
+        time_sql, time_params = time_clause(query, column)
+        low, high = query.time.bounds() if query.time is not None else (None, None)
+        measures = ", ".join(measure_sql[n] for n in names)
+        origin = low if low is not None else first
+        period = aggregation.period
+        series_sql = f"eid = ? AND pid = ? AND ds = ?{time_sql}{row_filter}"
+        table, (eid, pid, ds) = source.table, source.key
+        self.width = len(names) + 1
+        if period is None:
+            self.sql = source.sql(f"SELECT 0, {measures} FROM {table} WHERE {series_sql}")
+            self.params = [*source.params, eid, pid, ds, *time_params]
+            self.periods: Any = [(origin, high if high is not None else latest)]
+        elif period.months == 0:
+            step = period.micros
+            self.sql = source.sql(
+                f"SELECT ({column} - ?) / ?, {measures} FROM {table} "
+                f"WHERE {series_sql} AND {column} >= ? GROUP BY 1"
+            )
+            self.params = [*source.params, origin, step, eid, pid, ds, *time_params, origin]
+            self.periods = FixedPeriods(origin, step)
+        else:
+            end = high if high is not None else latest + 1
+            starts = bucket_starts(origin, end, period)[:MAX_CALENDAR_PERIODS]
+            self.periods = list(zip(starts, [*starts[1:], period.add_to(starts[-1])], strict=True))
+            values = ",".join("(?,?,?)" for _ in self.periods)
+            self.sql = source.sql(
+                f"SELECT p.i, {measures} FROM p JOIN {table} "
+                f"ON {series_sql} AND {column} >= p.lo AND {column} < p.hi GROUP BY 1",
+                [f"p(i, lo, hi) AS (VALUES {values})"],
+            )
+            self.params = [*source.params]
+            self.params += [v for i, (lo, hi) in enumerate(self.periods) for v in (i, lo, hi)]
+            self.params += [eid, pid, ds, *time_params]
+
+    def rows(self, conn: sqlite3.Connection) -> list[Any]:
+        """The measured periods, one row each: (period number, measures...)."""
+        found = rows_at_once(conn, self.sql, self.params, self.width)
+        return found if found is not None else conn.execute(self.sql, self.params).fetchall()
