@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import bisect
 import http.client
 import json
 import os
@@ -721,6 +722,113 @@ def raw_sqlite_rate(path: Path, docs: list[tuple[str, bytes]], synchronous: str)
     return len(docs) / seconds
 
 
+#: the tables a batch upsert of new entities writes, and the column naming a row's entity
+#: (the R*Tree rows follow their ``geo`` rows; history rows are written to
+#: recent_instances, the table new instances wait in)
+BROKER_ROW_TABLES = (
+    ("entities", "rid"),
+    ("entity_types", "rid"),
+    ("attr_presence", "rid"),
+    ("attr_values", "rid"),
+    ("geo", "rid"),
+    ("temporal_entities", "eid"),
+    ("recent_instances", "eid"),
+)
+
+
+@dataclass
+class RowsCeiling:
+    """Raw SQLite inserting the rows the broker itself stored for the same entities."""
+
+    entities_per_s: float
+    rows_per_entity: float
+    timed_entities: int
+    prefilled_entities: int
+
+
+def broker_rows_rate(store: Path, path: Path, synchronous: str, timed: int = 20_000) -> RowsCeiling:
+    """Entities/s inserting, with plain ``executemany`` per table and one transaction per
+    :data:`BATCH` entities, exactly the rows the broker stored for its last ``timed``
+    loaded entities (document, types, attribute presence and values, geometry, history),
+    into a copy of its schema already holding the others: what SQLite alone allows a
+    batch upsert, with no parsing, no validation and no Python per row."""
+    source = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        for (sql,) in source.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+            "AND name NOT LIKE 'geo_rtree_%' ORDER BY type = 'table' DESC, rowid"
+        ):
+            conn.execute(sql)
+        history = "SELECT * FROM recent_instances UNION ALL SELECT {} FROM attr_instances"
+        columns = [r[1] for r in source.execute("PRAGMA table_info(recent_instances)")]
+        rows_of: dict[str, list[tuple[Any, ...]]] = {}
+        keys_of: dict[str, list[int]] = {}
+        for table, key in BROKER_ROW_TABLES:
+            sql = f"SELECT * FROM {table}"
+            if table == "recent_instances":
+                sql = history.format(", ".join(columns))
+            found = source.execute(f"SELECT * FROM ({sql}) ORDER BY {key}").fetchall()
+            position = [r[1] for r in source.execute(f"PRAGMA table_info({table})")].index(key)
+            rows_of[table] = found
+            keys_of[table] = [r[position] for r in found]
+        gids = {
+            r[0]: r for r in source.execute("SELECT gid, minx, maxx, miny, maxy FROM geo_rtree")
+        }
+        entity_keys = sorted(set(keys_of["entities"]))
+        history_keys = sorted(set(keys_of["temporal_entities"]))
+        total = len(entity_keys)
+        timed = min(timed, total // 2)
+        batches = [
+            (entity_keys[i], history_keys[i] if i < len(history_keys) else None)
+            for i in range(0, total, BATCH)
+        ]
+
+        def insert(index: int) -> int:
+            low_rid, low_eid = batches[index]
+            high_rid, high_eid = batches[index + 1] if index + 1 < len(batches) else (None, None)
+            written = 0
+            conn.execute("BEGIN")
+            for table, key in BROKER_ROW_TABLES:
+                low, high = (low_rid, high_rid) if key == "rid" else (low_eid, high_eid)
+                if low is None:
+                    continue
+                rows = rows_of[table][
+                    bisect.bisect_left(keys_of[table], low) : (
+                        bisect.bisect_left(keys_of[table], high)
+                        if high is not None
+                        else len(keys_of[table])
+                    )
+                ]
+                if not rows:
+                    continue
+                marks = ",".join("?" * len(rows[0]))
+                conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+                written += len(rows)
+                if table == "geo":
+                    shapes = [gids[r[0]] for r in rows if r[0] in gids]
+                    conn.executemany("INSERT INTO geo_rtree VALUES (?,?,?,?,?)", shapes)
+                    written += len(shapes)
+            conn.execute("COMMIT")
+            return written
+
+        first_timed = len(batches) - timed // BATCH
+        for index in range(first_timed):  # the store as the broker found it, untimed
+            insert(index)
+        started = time.perf_counter()
+        rows = sum(insert(index) for index in range(first_timed, len(batches)))
+        seconds = time.perf_counter() - started
+        timed_entities = total - first_timed * BATCH
+    finally:
+        conn.close()
+        source.close()
+    return RowsCeiling(
+        timed_entities / seconds, rows / timed_entities, timed_entities, first_timed * BATCH
+    )
+
+
 # ------------------------------------------------------------------ running a workload
 
 
@@ -858,6 +966,7 @@ class Report:
     bare: WrkResult | None = None
     load: LoadResult | None = None
     raw_sqlite: float | None = None
+    rows_ceiling: RowsCeiling | None = None
     rss_kb: dict[str, int | None] = field(default_factory=dict)
     selectivity: dict[str, Selectivity] = field(default_factory=dict)
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -1004,6 +1113,16 @@ class Report:
             out.append(
                 f"   raw SQLite executemany, {entities:,} docs, 1 txn, WAL: "
                 f"{self.raw_sqlite:,.0f} rows/s{noisy}{beside}"
+            )
+        if (ceiling := self.rows_ceiling) is not None:
+            noisy = " *NOISY*" if self.noisy("rows_ceiling") else ""
+            out.append(
+                f"   raw SQLite executemany of the broker's own rows for its last "
+                f"{ceiling.timed_entities:,} entities ({ceiling.rows_per_entity:.1f} rows each: "
+                f"document, types, presence, values, geometry, history), {BATCH:,} entities "
+                f"a txn, into its schema holding {ceiling.prefilled_entities:,} more: "
+                f"{ceiling.entities_per_s:,.0f} entities/s{noisy} (what SQLite alone allows "
+                "a batch upsert)"
             )
         if self.load is not None:
             state = "ok" if not self.load.failures else f"{len(self.load.failures)} FAILED batches"
@@ -1355,6 +1474,13 @@ def main(argv: list[str] | None = None) -> int:
         meter = CpuMeter(-1)
         report.raw_sqlite = raw_sqlite_rate(tmpdir / "raw.db", dataset.docs, synchronous)
         report.cpu["raw_sqlite"] = meter.read()
+        print("reference: raw SQLite, the broker's rows ...", file=sys.stderr, flush=True)
+        wait_quiet(-1, args.quiet_wait)
+        meter = CpuMeter(-1)
+        report.rows_ceiling = broker_rows_rate(
+            tmpdir / "broker.db", tmpdir / "raw-rows.db", synchronous
+        )
+        report.cpu["rows_ceiling"] = meter.read()
         report.notes.append(
             f"Entity: {len(dataset.docs[0][1]):,} bytes as sent, {len(bare_doc or b''):,} bytes "
             "as retrieved; retrievals and updates pick among "
@@ -1369,6 +1495,7 @@ def main(argv: list[str] | None = None) -> int:
             "bare": asdict(report.bare) if report.bare else None,
             "load": asdict(report.load) if report.load else None,
             "raw_sqlite_rows_per_s": report.raw_sqlite,
+            "broker_rows_ceiling": asdict(report.rows_ceiling) if report.rows_ceiling else None,
             "rss_kb": report.rss_kb,
             "selectivity": {k: asdict(v) for k, v in report.selectivity.items()},
             "problems": report.problems,
