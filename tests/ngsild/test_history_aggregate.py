@@ -1,4 +1,4 @@
-"""Aggregated periods: per-method columns from measured columns, and their rendering."""
+"""Aggregated periods (per-method columns, their rendering) and the instance budget of a read."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from urbanstack.ngsild.history import (
     VT_TEXT,
     AttributeAggregate,
     TemporalEntity,
+    instance_budget,
     period_columns,
 )
 from urbanstack.ngsild.jsonld import core_term_map
@@ -133,3 +134,13 @@ def test_rendering_formats_a_shared_boundary_once_but_correctly() -> None:
     )
     t = [from_micros(h * HOUR) for h in range(3)]
     assert out["https://x/pm25"]["max"] == [[1, t[0], t[1]], [2, t[1], t[2]]]
+
+
+def test_instance_budget_fetches_one_more_than_the_limit_to_see_a_cut() -> None:
+    assert instance_budget(TemporalQuery(instance_limit=100)) == (100, 101)
+    assert instance_budget(TemporalQuery(instance_limit=100, last_n=500)) == (100, 101)
+
+
+def test_instance_budget_of_last_n_within_the_limit_is_exactly_last_n() -> None:
+    assert instance_budget(TemporalQuery(instance_limit=100, last_n=10)) == (10, 10)
+    assert instance_budget(TemporalQuery(instance_limit=100, last_n=100)) == (100, 100)

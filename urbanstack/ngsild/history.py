@@ -260,6 +260,16 @@ def row_time(row: HistoryRow, timeproperty: str) -> int:
     return row.observed
 
 
+def instance_budget(query: TemporalQuery) -> tuple[int, int]:
+    """(instances an attribute may answer, instances to fetch per series): ``lastN`` when
+    it is within the instance limit, else the limit, fetching one more to see whether the
+    answer must be cut short (206 with a window, see :func:`cut_to_window`)."""
+    limit = query.instance_limit
+    if query.last_n is not None and query.last_n <= limit:
+        return query.last_n, query.last_n
+    return limit, limit + 1
+
+
 def cut_to_window(
     found: dict[str, list[HistoryRow]], cut_at: list[int], query: TemporalQuery
 ) -> tuple[int, int]:

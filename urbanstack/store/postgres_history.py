@@ -24,6 +24,7 @@ from urbanstack.ngsild.history import (
     HistoryRow,
     TemporalEntity,
     cut_to_window,
+    instance_budget,
     row_time,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
@@ -356,11 +357,8 @@ async def read_instances(
     time_sql, time_params = time_clause(query, column, 3)
     descending = query.descending
     order = "DESC" if descending else "ASC"
-    want = query.instance_limit
-    can_overflow = not (query.last_n is not None and query.last_n <= want)
-    if not can_overflow:
-        want = query.last_n  # type: ignore[assignment]
-    fetch = want + 1 if can_overflow else want
+    want, fetch = instance_budget(query)
+    can_overflow = fetch > want
     # one round trip: each series' first rows, through its (sid, time) index range
     rows = await conn.fetch(
         f"SELECT u.sid, r.* FROM unnest($1::bigint[]) AS u(sid) CROSS JOIN LATERAL "

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from urbanstack.ngsild.history import VT_BOOL, VT_NUMBER, HistoryRow, cut_to_window
+from urbanstack.ngsild.history import VT_BOOL, VT_NUMBER, HistoryRow, cut_to_window, instance_budget
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
 from urbanstack.ngsild.temporal import TemporalQuery
 
@@ -441,11 +441,8 @@ def read_instances(
     time_sql, time_params = time_clause(query, column)
     descending = query.descending
     order = "DESC" if descending else "ASC"
-    want = query.instance_limit
-    can_overflow = not (query.last_n is not None and query.last_n <= want)
-    if not can_overflow:
-        want = query.last_n  # type: ignore[assignment]
-    fetch = want + 1 if can_overflow else want
+    want, fetch = instance_budget(query)
+    can_overflow = fetch > want
     at = _TIME_INDEX[column]
     bounds = query.time.bounds() if query.time is not None else (None, None)
     sql = (
