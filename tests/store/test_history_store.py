@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import empty_store_url
 from urbanstack.ngsild.errors import BadRequestData
-from urbanstack.ngsild.history import common_window, history_row
+from urbanstack.ngsild.history import common_window, deletion_row, history_row
 from urbanstack.ngsild.jsonld import core_term_map
 from urbanstack.ngsild.model import Entity, parse_entity
 from urbanstack.ngsild.query import EntityQuery
@@ -38,6 +38,7 @@ STORES: dict[str, tuple[str, dict[str, Any]]] = {
 TERMS = core_term_map()
 PM25 = TERMS.expand("pm25")
 HOUR = 3_600_000_000
+DELETED = object()  # marks a deletion instance in the test series
 T0 = to_micros("2026-11-01T00:00:00.000000Z")
 
 
@@ -247,6 +248,7 @@ async def test_aggregating_a_mixed_series_agrees_with_each_period_alone(
         ["c", 3],  # text among numbers, a number last
         [{"k": 1}, 4],  # JSON among numbers
         [True, 7],  # a boolean and a number
+        [6, DELETED, 8],  # a deletion among numbers
         [5],  # numbers, last of the series
     ]
     methods = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
@@ -256,7 +258,12 @@ async def test_aggregating_a_mixed_series_agrees_with_each_period_alone(
 
     async def aggregate(n: int, points: list[tuple[int, Any]]) -> list[Any]:
         entity = station(n, points[-1][1], points[-1][0])
-        rows = [reading(value, moment) for moment, value in points]
+        rows = [
+            deletion_row(PM25, {"type": "Property"}, stamp(moment))
+            if value is DELETED
+            else reading(value, moment)
+            for moment, value in points
+        ]
         await store.change_entities(None, [with_history(entity, rows)])
         found = await store.get_history(None, entity["id"], query)
         assert found is not None and found.aggregates is not None
@@ -272,8 +279,40 @@ async def test_aggregating_a_mixed_series_agrees_with_each_period_alone(
     for i, (offset, values) in enumerate(whole):
         [(alone_offset, alone_values)] = alone[i]
         assert alone_offset == offset and alone_values == values, periods[i]
-    assert whole[0][1]["sum"] == 3.5 and whole[6][1]["max"] == 5
+    assert whole[0][1]["sum"] == 3.5 and whole[7][1]["max"] == 5
     assert whole[2][1]["sum"] is None and whole[2][1]["min"] == "a"
+    assert whole[6][1]["totalCount"] == 2 and whole[6][1]["sum"] == 14
+
+
+@pytest.mark.parametrize("period", [None, "P1M"])
+async def test_aggregating_a_whole_range_or_months_leaves_deletions_out(
+    store: EntityStore, period: str | None
+) -> None:
+    # the same numbers with and without a deletion among them, the last value a number:
+    # one series takes the numbers-only query, the other the general one
+    methods = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
+    duration = parse_duration(period) if period else None
+    query = TemporalQuery(time=TimeFilter("after", T0), aggregation=Aggregation(methods, duration))
+    answers = []
+    for n, with_deletion in ((1, False), (2, True)):
+        values: list[Any] = [1, 2.5, 4, DELETED, 5] if with_deletion else [1, 2.5, 4, 5]
+        moments = [T0 + i * HOUR for i in range(len(values))]
+        rows = [
+            deletion_row(PM25, {"type": "Property"}, stamp(moment))
+            if value is DELETED
+            else reading(value, moment)
+            for moment, value in zip(moments, values, strict=True)
+        ]
+        entity = station(n, 5, moments[-1])
+        await store.change_entities(None, [with_history(entity, rows)])
+        found = await store.get_history(None, entity["id"], query)
+        assert found is not None and found.aggregates is not None
+        [series] = found.aggregates[PM25]
+        [bucket] = series.buckets
+        answers.append(bucket.values)
+    assert answers[0] == answers[1]
+    assert answers[0]["totalCount"] == 4 and answers[0]["distinctCount"] == 4
+    assert answers[0]["sum"] == 12.5 and answers[0]["min"] == 1 and answers[0]["max"] == 5
 
 
 async def test_paging_through_windows_returns_every_instance_once(store: EntityStore) -> None:

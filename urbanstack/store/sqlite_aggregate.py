@@ -120,8 +120,9 @@ def _span(
     conn: sqlite3.Connection, source: _Source, column: str, query: TemporalQuery
 ) -> tuple[int | None, int | None, bool]:
     """First and last time of a series in the query's range (two index seeks for
-    observedAt, the clustering key; a range scan for the other times), and whether the
-    last value is a number or boolean (then the series likely holds nothing else)."""
+    observedAt, the clustering key; a range scan for the other times or when instances
+    wait in ``recent_instances``), and a hint that the range holds only numbers and
+    booleans: with the seeks, the last instance is one; with the scan, every instance is."""
     time_sql, time_params = time_clause(query, column)
     where = f"eid = ? AND pid = ? AND ds = ?{time_sql} AND {_NOT_DELETION}"
     params = (*source.key, *time_params)
