@@ -110,36 +110,52 @@ def serve(
 
 
 def _serve_workers(settings: Settings) -> None:
-    """Several API processes on one port (uvicorn's supervisor); each builds the app from
-    the environment, so the settings given on the command line are passed through it."""
+    """Several API processes on one port (:mod:`urbanstack.workers`, or uvicorn's supervisor
+    where ports cannot be shared); each builds the app from the environment, so the settings
+    given on the command line are passed through it."""
     import os
 
     import uvicorn
 
     from urbanstack.store import store_scheme
+    from urbanstack.workers import Supervisor, reuse_port_supported
 
     if store_scheme(settings.store) == "sqlite":
         raise click.ClickException(
             "--workers above 1 needs the PostgreSQL store (--store postgresql://...): "
             "a SQLite file has one writing process"
         )
-    for name in ("host", "port", "store", "mqtt", "log_level"):
+    options = {
+        "log_level": settings.log_level,
+        "access_log": settings.log_level == "debug",
+        "timeout_graceful_shutdown": 30,
+    }
+    # a socket per process where the kernel can spread connections over them
+    supervisor = (
+        Supervisor(settings.host, settings.port, settings.workers, options)
+        if reuse_port_supported()
+        else None
+    )
+    port = supervisor.port if supervisor is not None else settings.port  # port 0: chosen
+    for name in ("host", "store", "mqtt", "log_level"):
         os.environ[f"URBANSTACK_{name.upper()}"] = str(getattr(settings, name))
+    os.environ["URBANSTACK_PORT"] = str(port)
     os.environ["URBANSTACK_WORKERS"] = "1"  # each worker is one process
     click.echo(
         f"urbanstack {__version__}: {settings.workers} processes on "
-        f"http://{settings.host}:{settings.port}/ngsi-ld/v1 (store {settings.store})",
+        f"http://{settings.host}:{port}/ngsi-ld/v1 (store {settings.store})",
         err=True,
     )
+    if supervisor is not None:
+        supervisor.run()
+        return
     uvicorn.run(
         "urbanstack.api.app:create_worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        timeout_graceful_shutdown=30,
+        **options,
     )
 
 

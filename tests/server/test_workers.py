@@ -1,15 +1,19 @@
 """Several API processes on one PostgreSQL store (`urbanstack serve --workers 2`): no lost
 update under concurrent writers, each notification delivered once, subscriptions made in
-one process known to the other."""
+one process known to the other; the supervisor spreads connections, replaces a process that
+dies and stops them all."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -191,3 +195,87 @@ def test_each_notification_is_delivered_once_by_one_process(workers: Workers) ->
         assert levels() == sorted(levels())  # in order
     finally:
         receiver.stop()
+
+
+def pids_of_connections_opened_at_once(port: int, count: int) -> list[int]:
+    """Open ``count`` connections before sending anything, then ask each its process."""
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(count)]
+    try:
+        for connection in connections:
+            connection.connect()
+        pids = []
+        for connection in connections:
+            connection.request("GET", "/version")
+            pids.append(json.loads(connection.getresponse().read())["node"]["pid"])
+        return pids
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def worker_pids(url: str) -> set[int]:
+    """The two processes answering (waits until both do)."""
+    pids = processes_answering_within(url)
+    assert len(pids) == 2
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_connections_opened_at_once_are_spread_over_the_processes(workers: Workers) -> None:
+    worker_pids(workers.url)  # both started
+    # one shared listening socket let the first process to wake accept all of them
+    counts = Counter(pids_of_connections_opened_at_once(workers.port, 32))
+    assert len(counts) == 2, counts
+    assert min(counts.values()) >= 4, counts  # binomial(32, 1/2): fails 3 times in 10^6
+
+
+def test_a_process_that_dies_is_replaced(workers: Workers) -> None:
+    first, second = sorted(worker_pids(workers.url))
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    pids: set[int] = set()
+    while time.monotonic() < deadline:
+        pids = answering_processes(workers.url)
+        if len(pids) == 2 and first not in pids:
+            break
+        time.sleep(0.5)
+    assert second in pids and first not in pids and len(pids) == 2
+
+
+def test_sigterm_to_the_group_stops_every_process(postgres_cluster: PostgresCluster) -> None:
+    store = postgres_cluster.new_database()
+    server = Workers(store)
+    try:
+        pids = worker_pids(server.url)
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        assert server.proc.wait(60) == 0
+        assert wait_for(lambda: not any(alive(pid) for pid in pids), timeout=30)
+    finally:
+        server.stop()
+        postgres_cluster.drop_database(store)
+
+
+def test_processes_stop_when_their_supervisor_is_killed(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    store = postgres_cluster.new_database()
+    server = Workers(store)
+    pids: set[int] = set()
+    try:
+        pids = worker_pids(server.url)
+        server.proc.kill()  # the supervisor alone: no chance to stop them
+        server.proc.wait(10)
+        assert wait_for(lambda: not any(alive(pid) for pid in pids), timeout=45)
+    finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        server.stop()
+        postgres_cluster.drop_database(store)
