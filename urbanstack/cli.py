@@ -131,11 +131,16 @@ def _serve_workers(settings: Settings) -> None:
         "timeout_graceful_shutdown": 30,
     }
     # a socket per process where the kernel can spread connections over them
-    supervisor = (
-        Supervisor(settings.host, settings.port, settings.workers, options)
-        if reuse_port_supported()
-        else None
-    )
+    try:
+        supervisor = (
+            Supervisor(settings.host, settings.port, settings.workers, options)
+            if reuse_port_supported()
+            else None
+        )
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from exc
     port = supervisor.port if supervisor is not None else settings.port  # port 0: chosen
     for name in ("host", "store", "mqtt", "log_level"):
         os.environ[f"URBANSTACK_{name.upper()}"] = str(getattr(settings, name))

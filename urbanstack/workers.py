@@ -58,6 +58,18 @@ def reuse_port_socket(host: str, port: int, *, listen: bool = True) -> socket.so
     return sock
 
 
+def free_port_check(host: str, port: int) -> int:
+    """``port`` (or, for 0, a free one) after checking that no socket holds it, shared or
+    not; OSError (address in use) otherwise."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        probe.bind(address)
+        return int(probe.getsockname()[1])
+
+
 def _watch_parent(parent: int) -> None:
     """Stop this process gracefully once its supervisor is gone."""
     while os.getppid() == parent:
@@ -91,10 +103,11 @@ class Supervisor:
         self.host = host
         self.count = count
         self.options = options
-        # held (not listening) so the port stays ours between restarts; with port 0 it
-        # also picks the port every process then binds
-        self._holder = reuse_port_socket(host, port, listen=False)
-        self.port: int = self._holder.getsockname()[1]
+        # the port must be free: with SO_REUSEPORT alone, a second deployment started on
+        # the same port by the same user would silently share its connections
+        self.port: int = free_port_check(host, port)
+        # held (not listening) so the port stays ours between restarts
+        self._holder = reuse_port_socket(host, self.port, listen=False)
         self._context = multiprocessing.get_context("spawn")
         self._processes: list[BaseProcess] = []
         self._stopping = threading.Event()

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -279,3 +280,27 @@ def test_processes_stop_when_their_supervisor_is_killed(
                 os.kill(pid, signal.SIGKILL)
         server.stop()
         postgres_cluster.drop_database(store)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_port_in_use_is_refused_even_by_a_shared_socket(
+    postgres_cluster: PostgresCluster, shared: bool
+) -> None:
+    # a second deployment on the same port must not quietly split the first one's traffic
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        command = [
+            sys.executable, "-m", "urbanstack.cli", "serve", "--port", str(port),
+            "--store", postgres_cluster.empty_store(), "--workers", "2",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    finally:
+        taken.close()
