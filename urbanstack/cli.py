@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -60,10 +57,9 @@ def serve(
     SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish,
     then closes the store.
     """
-    import uvicorn
-
     from urbanstack.api.app import create_app
     from urbanstack.runtime import serving_cpu, tune_process
+    from urbanstack.serving import configure_logging, run_app
 
     try:
         settings = Settings.from_env(
@@ -71,23 +67,12 @@ def serve(
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     if settings.workers > 1:
         _serve_workers(settings)
         return
     app = create_app(settings)
     tune_process(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        timeout_graceful_shutdown=30,
-        lifespan="on",
-    )
     cpu = serving_cpu()
     pinned = f", event loop and writer on CPU {cpu}" if cpu is not None else ""
     click.echo(
@@ -95,18 +80,7 @@ def serve(
         f"(store {settings.store}{pinned})",
         err=True,
     )
-    server = uvicorn.Server(config)
-    stop_server = server.handle_exit
-
-    def handle_exit(sig: int, frame: Any) -> None:
-        # live streams never end by themselves: close them, or the graceful shutdown
-        # would wait for them until its timeout
-        stop_server(sig, frame)
-        with contextlib.suppress(RuntimeError):  # no loop running: nothing to close
-            asyncio.get_running_loop().call_soon_threadsafe(app.state.broker.stream.close_all)
-
-    server.handle_exit = handle_exit  # type: ignore[method-assign]
-    server.run()
+    run_app(app, host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
 def _serve_workers(settings: Settings) -> None:
@@ -118,29 +92,23 @@ def _serve_workers(settings: Settings) -> None:
     import uvicorn
 
     from urbanstack.store import store_scheme
-    from urbanstack.workers import Supervisor, reuse_port_supported
+    from urbanstack.workers import Supervisor, WorkersFailed, reuse_port_supported
 
     if store_scheme(settings.store) == "sqlite":
         raise click.ClickException(
             "--workers above 1 needs the PostgreSQL store (--store postgresql://...): "
             "a SQLite file has one writing process"
         )
-    options = {
-        "log_level": settings.log_level,
-        "access_log": settings.log_level == "debug",
-        "timeout_graceful_shutdown": 30,
-    }
-    # a socket per process where the kernel can spread connections over them
-    try:
-        supervisor = (
-            Supervisor(settings.host, settings.port, settings.workers, options)
-            if reuse_port_supported()
-            else None
-        )
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
-        ) from exc
+    supervisor = None
+    if reuse_port_supported():  # a socket per process: the kernel spreads connections
+        try:
+            supervisor = Supervisor(
+                settings.host, settings.port, settings.workers, settings.log_level
+            )
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+            ) from exc
     port = supervisor.port if supervisor is not None else settings.port  # port 0: chosen
     for name in ("host", "store", "mqtt", "log_level"):
         os.environ[f"URBANSTACK_{name.upper()}"] = str(getattr(settings, name))
@@ -152,7 +120,11 @@ def _serve_workers(settings: Settings) -> None:
         err=True,
     )
     if supervisor is not None:
-        supervisor.run()
+        try:
+            supervisor.run()
+        except WorkersFailed as exc:
+            click.echo(f"urbanstack: {exc}", err=True)
+            sys.exit(exc.exit_code)
         return
     uvicorn.run(
         "urbanstack.api.app:create_worker_app",
@@ -160,7 +132,9 @@ def _serve_workers(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        **options,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=30,
     )
 
 

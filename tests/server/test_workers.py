@@ -5,6 +5,7 @@ dies and stops them all."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -16,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,15 +34,17 @@ GAUGE = "urn:ngsi-ld:WaterLevelObserved:kim-long"
 class Workers:
     """`urbanstack serve --workers 2` on a free port."""
 
-    def __init__(self, store: str, workers: int = 2) -> None:
+    def __init__(
+        self, store: str, workers: int = 2, log_level: str = "warning", stderr: Any = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "URBANSTACK_NOTIFICATION_RETRY_BASE": "0.1"}
         command = [
             sys.executable, "-m", "urbanstack.cli", "serve", "--port", str(self.port),
-            "--store", store, "--workers", str(workers), "--log-level", "warning",
+            "--store", store, "--workers", str(workers), "--log-level", log_level,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(command, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(command, env=env, start_new_session=True, stderr=stderr)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -222,11 +226,28 @@ def worker_pids(url: str) -> set[int]:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return True
+
+
+def processes_serving(port: int) -> set[int]:
+    """The running processes started to serve ``port`` (URBANSTACK_PORT in their
+    environment): the supervisor's API processes, whatever their parent now."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if f"URBANSTACK_PORT={port}".encode() in environ.read().split(b"\0"):
+                    found.add(int(entry))
+        except OSError:
+            continue
+    return {pid for pid in found if alive(pid)}
 
 
 def test_connections_opened_at_once_are_spread_over_the_processes(workers: Workers) -> None:
@@ -304,3 +325,81 @@ def test_a_port_in_use_is_refused_even_by_a_shared_socket(
         assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     finally:
         taken.close()
+
+
+def test_processes_stop_when_their_supervisor_dies_while_they_start(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    store = postgres_cluster.new_database()
+    port = free_port()
+    command = [
+        sys.executable, "-m", "urbanstack.cli", "serve", "--port", str(port),
+        "--store", store, "--workers", "2", "--log-level", "warning",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, start_new_session=True)
+    try:
+        wait_for(lambda: len(processes_serving(port)) >= 3, timeout=30)  # itself + 2
+        proc.kill()  # before the processes could know their parent
+        proc.wait(10)
+        assert wait_for(lambda: not processes_serving(port), timeout=45)
+    finally:
+        for pid in processes_serving(port):
+            os.kill(pid, signal.SIGKILL)
+        postgres_cluster.drop_database(store)
+
+
+def test_a_process_that_cannot_start_stops_them_all_with_its_exit_code() -> None:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "urbanstack.cli", "serve", "--port", str(port),
+        "--store", "postgresql://nobody@127.0.0.1:1/none", "--workers", "2",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 3, err[-2000:]
+        assert "could not start" in err
+        assert wait_for(lambda: not processes_serving(port), timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in processes_serving(port):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_open_streams_do_not_hold_up_the_stop(workers: Workers) -> None:
+    worker_pids(workers.url)
+    opened = threading.Event()
+
+    def listen() -> None:
+        stream = httpx.stream("GET", f"{workers.url}/api/stream", timeout=60)
+        with contextlib.suppress(httpx.HTTPError), stream as reply:
+            opened.set()
+            for _ in reply.iter_bytes():
+                pass
+
+    listeners = [threading.Thread(target=listen, daemon=True) for _ in range(4)]
+    for listener in listeners:
+        listener.start()
+    assert opened.wait(30)
+    time.sleep(0.5)  # every stream open
+    started = time.monotonic()
+    os.killpg(workers.proc.pid, signal.SIGTERM)
+    assert workers.proc.wait(25) == 0
+    assert time.monotonic() - started < 15  # not the 30 s graceful timeout
+
+
+def test_each_process_logs_at_the_level_asked(
+    postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    store = postgres_cluster.new_database()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        server = Workers(store, log_level="info", stderr=log)
+        try:
+            worker_pids(server.url)
+        finally:
+            server.stop()
+            postgres_cluster.drop_database(store)
+    text = log_path.read_text()
+    assert text.count("store opened") == 2, text[-3000:]
