@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,9 +21,20 @@ class Table:
         self.delay = delay
         self.queries: list[tuple[str | None, list[str]]] = []
         self.fail_next = False
+        self.held: list[object] = []
+        self.holds = 0  # contexts taken
+        self.fail_hold = False
 
-    async def fetch_many(self, tenant: str | None, keys: list[str]) -> dict[str, str]:
+    @contextlib.asynccontextmanager
+    async def hold(self, tenant: str | None) -> AsyncIterator[int]:
+        if self.fail_hold:
+            raise RuntimeError("no connection left")
+        self.holds += 1
+        yield self.holds
+
+    async def fetch_many(self, tenant: str | None, keys: list[str], held: object) -> dict[str, str]:
         self.queries.append((tenant, keys))
+        self.held.append(held)
         await asyncio.sleep(self.delay)
         if self.fail_next:
             self.fail_next = False
@@ -92,3 +105,46 @@ async def test_closing_ends_every_wait() -> None:
     for waiter in (running, queued):
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(waiter, 1.0)
+
+
+async def test_queries_that_follow_each_other_share_one_hold() -> None:
+    table = Table({"a": "1", "b": "2", "c": "3"})
+    reads = PointReads(table.fetch_many, table.hold)
+    first = asyncio.ensure_future(reads.get(None, "a"))
+    await asyncio.sleep(0.005)
+    second = asyncio.ensure_future(reads.get(None, "b"))
+    assert [await first, await second] == ["None:1", "None:2"]
+    assert table.held == [1, 1] and table.holds == 1
+    assert await reads.get(None, "c") == "None:3"  # after a pause: a new hold
+    assert table.held == [1, 1, 2]
+
+
+async def test_without_a_hold_queries_get_none() -> None:
+    table = Table({"a": "1"})
+    assert await PointReads(table.fetch_many).get(None, "a") == "None:1"
+    assert table.held == [None]
+
+
+async def test_a_failed_query_ends_the_hold_and_the_next_reads_take_a_new_one() -> None:
+    table = Table({"a": "1", "b": "2"})
+    reads = PointReads(table.fetch_many, table.hold)
+    table.fail_next = True
+    failing = asyncio.ensure_future(reads.get(None, "a"))
+    await asyncio.sleep(0.005)
+    queued = asyncio.ensure_future(reads.get(None, "b"))
+    with pytest.raises(RuntimeError):
+        await failing
+    assert await queued == "None:2"
+    assert table.held == [1, 2]
+
+
+async def test_a_hold_that_cannot_be_taken_fails_every_waiting_read() -> None:
+    table = Table({"a": "1", "b": "2"})
+    reads = PointReads(table.fetch_many, table.hold)
+    table.fail_hold = True
+    results = await asyncio.gather(
+        reads.get(None, "a"), reads.get(None, "b"), return_exceptions=True
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
+    table.fail_hold = False
+    assert await reads.get(None, "a") == "None:1"

@@ -127,8 +127,8 @@ class PostgresStore(
         self._postgis_version = ""
         self._postgis_schema = "public"
         # retrievals by id that arrive together share one query (see point_reads)
-        self._docs: PointReads[Entity] = PointReads(self._fetch_docs)
-        self._views: PointReads[bytes] = PointReads(self._fetch_views)
+        self._docs: PointReads[Entity] = PointReads(self._fetch_docs, self._point_session)
+        self._views: PointReads[bytes] = PointReads(self._fetch_views, self._point_session)
         #: names this store instance in outbox claims (see postgres_subscriptions)
         self.instance_id = f"{time.time_ns():x}-{random.getrandbits(32):08x}"
 
@@ -456,25 +456,42 @@ class PostgresStore(
     async def get_entity_view(self, tenant: str | None, entity_id: str) -> bytes | None:
         return await self._views.get(validate_tenant(tenant), entity_id)
 
-    async def _fetch_docs(self, tenant: str | None, ids: list[str]) -> dict[str, Entity]:
-        async def run(conn: asyncpg.Connection, schema: str) -> dict[str, Entity]:
-            rows = await conn.fetch(
+    @contextlib.asynccontextmanager
+    async def _point_session(
+        self, tenant: str | None
+    ) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
+        """A pooled connection and the tenant's schema, held while point reads follow each
+        other (taking and giving back a pooled connection costs as much as the query)."""
+        try:
+            schema = await self._tenant_schema(tenant)
+            async with self._acquire() as conn:
+                yield conn, schema
+        except _DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
+
+    async def _fetch_docs(
+        self, tenant: str | None, ids: list[str], held: tuple[asyncpg.Connection, str]
+    ) -> dict[str, Entity]:
+        conn, schema = held
+        rows = await self._run(
+            lambda: conn.fetch(
                 f"SELECT id, doc FROM {schema}.entities WHERE id = ANY($1::text[])", ids
             )
-            return {row["id"]: orjson.loads(row["doc"]) for row in rows}
+        )
+        return {row["id"]: orjson.loads(row["doc"]) for row in rows}
 
-        return await self._read(tenant, run)
-
-    async def _fetch_views(self, tenant: str | None, ids: list[str]) -> dict[str, bytes]:
-        async def run(conn: asyncpg.Connection, schema: str) -> dict[str, bytes]:
-            rows = await conn.fetch(
+    async def _fetch_views(
+        self, tenant: str | None, ids: list[str], held: tuple[asyncpg.Connection, str]
+    ) -> dict[str, bytes]:
+        conn, schema = held
+        rows = await self._run(
+            lambda: conn.fetch(
                 f"SELECT id, CASE WHEN view IS NULL THEN doc END AS doc, view "
                 f"FROM {schema}.entities WHERE id = ANY($1::text[])",
                 ids,
             )
-            return {row["id"]: self._view(row["doc"], row["view"]) for row in rows}
-
-        return await self._read(tenant, run)
+        )
+        return {row["id"]: self._view(row["doc"], row["view"]) for row in rows}
 
     def _view(self, doc: str | None, view: bytes | None) -> bytes:
         if view is not None:
