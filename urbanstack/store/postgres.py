@@ -469,28 +469,24 @@ class PostgresStore(
         except _DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
+    async def _by_ids(
+        self, held: tuple[asyncpg.Connection, str], columns: str, ids: list[str]
+    ) -> list[asyncpg.Record]:
+        """``columns`` of the entities with these ids, on the held connection."""
+        conn, schema = held
+        sql = f"SELECT id, {columns} FROM {schema}.entities WHERE id = ANY($1::text[])"
+        return await self._run(lambda: conn.fetch(sql, ids))
+
     async def _fetch_docs(
         self, tenant: str | None, ids: list[str], held: tuple[asyncpg.Connection, str]
     ) -> dict[str, Entity]:
-        conn, schema = held
-        rows = await self._run(
-            lambda: conn.fetch(
-                f"SELECT id, doc FROM {schema}.entities WHERE id = ANY($1::text[])", ids
-            )
-        )
+        rows = await self._by_ids(held, "doc", ids)
         return {row["id"]: orjson.loads(row["doc"]) for row in rows}
 
     async def _fetch_views(
         self, tenant: str | None, ids: list[str], held: tuple[asyncpg.Connection, str]
     ) -> dict[str, bytes]:
-        conn, schema = held
-        rows = await self._run(
-            lambda: conn.fetch(
-                f"SELECT id, CASE WHEN view IS NULL THEN doc END AS doc, view "
-                f"FROM {schema}.entities WHERE id = ANY($1::text[])",
-                ids,
-            )
-        )
+        rows = await self._by_ids(held, "CASE WHEN view IS NULL THEN doc END AS doc, view", ids)
         return {row["id"]: self._view(row["doc"], row["view"]) for row in rows}
 
     def _view(self, doc: str | None, view: bytes | None) -> bytes:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
@@ -57,7 +57,6 @@ from urbanstack.store.sqlite_write import Prepared, apply_changes, existing_ids,
 LOGGER = logging.getLogger(__name__)
 PREPARE_SLICE = 64  # new entities prepared on the event loop between two yields
 PRUNE_CHUNK = 200  # entities per retention write
-T = TypeVar("T")
 
 
 class SQLiteStore(
