@@ -7,16 +7,19 @@ query that takes 1 ms in SQLite took tens of milliseconds under load. :func:`row
 makes SQLite build the whole result as one JSON document (one step, one wait) and decodes
 it with orjson.
 
-Only exact round trips are taken: integers and text go through JSON unchanged and reals
-are written with 17 significant digits; a BLOB, a real too large for SQLite's decimal
-conversion to be exact (|x| >= 1e100) or a real zero (its sign would be lost) makes the
-function answer None and the caller reads the rows one by one as before.
+Only exact round trips are taken: integers and text go through JSON unchanged, reals are
+written with 17 significant digits and a real zero with its sign (asked of the SQL function
+:func:`register_row_functions` adds: SQLite's own conversions write -0.0 as 0.0); a BLOB or
+a real too large for SQLite's decimal conversion to be exact (|x| >= 1e100) makes the
+function answer None and the caller reads the rows one by one as before. Columns the
+caller knows to hold integers (counts, period numbers) are written without the tests.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -26,33 +29,50 @@ import orjson
 EXACT_REAL_LIMIT = 1e100
 
 
+def register_row_functions(conn: sqlite3.Connection) -> None:
+    """Add the SQL function :func:`rows_at_once` needs to ``conn``: ``negative_zero(x)``,
+    called for real zeros only (rare), since no core SQL function tells -0.0 from 0.0."""
+    conn.create_function("negative_zero", 1, _negative_zero, deterministic=True)
+
+
+def _negative_zero(value: Any) -> bool:
+    return isinstance(value, float) and math.copysign(1.0, value) < 0
+
+
 def _cell(column: str) -> str:
     # an inexact real (infinity included: printf writes "Inf") is left out, not written
+    zero = f"CASE WHEN negative_zero({column}) THEN '-0.0' ELSE '0.0' END"
     return (
-        f"CASE typeof({column}) WHEN 'real' THEN CASE WHEN abs({column}) < {EXACT_REAL_LIMIT} "
-        f"THEN json(printf('%!.17g', {column})) END WHEN 'blob' THEN NULL ELSE {column} END"
+        f"CASE typeof({column}) WHEN 'real' THEN CASE WHEN {column} = 0 THEN json({zero}) "
+        f"WHEN abs({column}) < {EXACT_REAL_LIMIT} THEN json(printf('%!.17g', {column})) END "
+        f"WHEN 'blob' THEN NULL ELSE {column} END"
     )
 
 
 def _inexact(column: str) -> str:
     # a CASE, not AND: SQLite may evaluate both sides, and abs() of the smallest integer
-    # overflows; a real zero counts as inexact because printf writes -0.0 as 0.0 and no core
-    # SQL function tells the two apart
+    # overflows
     return (
-        f"CASE typeof({column}) WHEN 'real' THEN "
-        f"abs({column}) >= {EXACT_REAL_LIMIT} OR {column} = 0 "
+        f"CASE typeof({column}) WHEN 'real' THEN abs({column}) >= {EXACT_REAL_LIMIT} "
         f"ELSE typeof({column}) = 'blob' END"
     )
 
 
 def rows_at_once(
-    conn: sqlite3.Connection, sql: str, params: Sequence[Any], width: int
+    conn: sqlite3.Connection,
+    sql: str,
+    params: Sequence[Any],
+    width: int,
+    integer_columns: Collection[int] = (),
 ) -> list[list[Any]] | None:
     """The rows of ``sql`` (a SELECT of ``width`` columns, any ORDER BY kept) as lists,
-    fetched in one step; None when a value would not survive JSON exactly."""
+    fetched in one step; None when a value would not survive JSON exactly. The columns
+    numbered in ``integer_columns`` must hold only integers or NULL. ``conn`` needs
+    :func:`register_row_functions`."""
     names = [f"c{i}" for i in range(width)]
-    cells = ", ".join(_cell(n) for n in names)
-    inexact = " OR ".join(_inexact(n) for n in names)
+    cells = ", ".join(n if i in integer_columns else _cell(n) for i, n in enumerate(names))
+    checked = [n for i, n in enumerate(names) if i not in integer_columns]
+    inexact = " OR ".join(_inexact(n) for n in checked) or "0"
     wrapped = (
         f"WITH r({', '.join(names)}) AS ({sql}) "
         f"SELECT json_group_array(json_array({cells})), max({inexact}) FROM r"

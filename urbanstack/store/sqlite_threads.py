@@ -20,6 +20,7 @@ from urbanstack.runtime import pin_serving_thread
 from urbanstack.store.base import EntityChange, StoreError
 from urbanstack.store.sqlite_functions import regexp, reraising_function_errors
 from urbanstack.store.sqlite_paths import WritePaths
+from urbanstack.store.sqlite_rows import register_row_functions
 from urbanstack.store.sqlite_tasks import run_tasks
 from urbanstack.store.sqlite_write import Prepared
 
@@ -99,6 +100,7 @@ class SQLiteThreads(_Base):
         conn.execute(f"PRAGMA cache_size={-32768 if write else -8192}")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.create_function("regexp", 2, regexp, deterministic=True)
+        register_row_functions(conn)
         conn.create_function("geo_match", 2, self._geo_match)
         conn.create_function("geo_distance", 2, self._geo_distance)
         conn.create_function("q_term", 2, self._q_term)
