@@ -4,6 +4,7 @@ the grouping of every instance by period answers."""
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,88 @@ async def test_more_periods_than_the_numbers_table_are_grouped(
     joined, grouped, decided = await both_readings(store, monkeypatch, 1, query)
     assert decided == [None]  # 34 periods
     assert joined == grouped
+
+
+async def shapes_of(store: SQLiteStore) -> dict[int, int]:
+    return await store._read(None, lambda c: dict(c.execute("SELECT * FROM history_shapes")))
+
+
+def only_numbers(rng: random.Random, count: int) -> list[Any]:
+    return [rng.choice([1.5, 2, 7, 10.25, -3, 0.0]) for _ in range(count)]
+
+
+@pytest.mark.parametrize("recent", [0, 1_000_000], ids=["clustered", "recent"])
+@pytest.mark.parametrize("period", ["PT1H", "P1D", "P1M", None])
+async def test_a_numbers_only_attribute_is_measured_without_types_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recent: int, period: str | None
+) -> None:
+    store = SQLiteStore(tmp_path / "u.db", synchronous="OFF", history_recent_rows=recent)
+    await store.open()
+    try:
+        await stored_series(store, 1, only_numbers(random.Random(3), 400), 5 * MINUTE)
+        duration = parse_duration(period) if period else None
+        query = TemporalQuery(time=TIMES["between"], aggregation=Aggregation(METHODS, duration))
+        seen: list[Any] = []
+        uniform = sqlite_aggregate._uniform
+        monkeypatch.setattr(
+            sqlite_aggregate, "_uniform", lambda s: seen.append(uniform(s)) or seen[-1]
+        )
+        fast = await store.get_history(None, "urn:ngsi-ld:S:1", query)
+        monkeypatch.setattr(sqlite_aggregate, "_uniform", lambda s: None)
+        checked = await store.get_history(None, "urn:ngsi-ld:S:1", query)
+        assert seen and seen[0] is not None
+        assert fast is not None and checked is not None
+        assert fast.aggregates == checked.aggregates
+    finally:
+        await store.close()
+
+
+async def test_each_value_type_written_is_recorded_per_attribute(store: SQLiteStore) -> None:
+    await stored_series(store, 1, [1, 2.5], MINUTE)
+    [(pid, numbers)] = (await shapes_of(store)).items()
+    assert sqlite_aggregate._uniform(numbers) is not None
+    await stored_series(store, 2, ["text"], MINUTE)
+    assert sqlite_aggregate._uniform((await shapes_of(store))[pid]) is None
+
+
+async def test_a_deletion_makes_an_attribute_not_uniform(store: SQLiteStore) -> None:
+    await stored_series(store, 1, [1, 2, None], MINUTE)
+    assert sqlite_aggregate._uniform(next(iter((await shapes_of(store)).values()))) is None
+
+
+async def test_an_instance_replaced_by_text_makes_its_attribute_not_uniform(
+    store: SQLiteStore,
+) -> None:
+    await stored_series(store, 1, [1, 2, 3], MINUTE)
+    found = await store.get_history(None, "urn:ngsi-ld:S:1", TemporalQuery())
+    assert found is not None
+    row = found.attrs[PM25][1]
+    inst = {"type": "Property", "value": "now text", "observedAt": stamp(row.observed)}
+    assert await store.update_instance(
+        None, "urn:ngsi-ld:S:1", PM25, row.iid, history_row(PM25, inst, stamp(T0))
+    )
+    assert sqlite_aggregate._uniform(next(iter((await shapes_of(store)).values()))) is None
+    query = TemporalQuery(aggregation=Aggregation(METHODS, None))
+    answer = await store.get_history(None, "urn:ngsi-ld:S:1", query)
+    assert answer is not None and answer.aggregates is not None
+    [bucket] = answer.aggregates[PM25][0].buckets
+    assert bucket.values["sum"] == 4 and bucket.values["avg"] == 2  # of the two numbers
+
+
+async def test_upgrading_a_file_records_the_shapes_of_its_history(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "old.db", synchronous="OFF", history_recent_rows=0)
+    await store.open()
+    await stored_series(store, 1, [1, 2.5], MINUTE)
+    await stored_series(store, 2, [3], MINUTE)
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "old.db")  # as schema 7 left it: no such table
+    expected = dict(conn.execute("SELECT * FROM history_shapes"))
+    conn.execute("DROP TABLE history_shapes")
+    conn.execute("PRAGMA user_version = 7")
+    conn.close()
+    store = SQLiteStore(tmp_path / "old.db", synchronous="OFF")
+    await store.open()
+    try:
+        assert await shapes_of(store) == expected
+    finally:
+        await store.close()

@@ -377,7 +377,9 @@ def measure_names(methods: Iterable[str], needs: Mapping[str, tuple[str, ...]]) 
     each once, after the attribute type (``kind``) and value type (``vt``) every period has."""
     names = ["kind", "vt"]
     for method in methods:
-        names += [m for m in needs[method] if m not in names]
+        for measure in needs[method]:
+            if measure not in names:
+                names.append(measure)
     return names
 
 

@@ -17,8 +17,8 @@ so a probe of the series' density decides.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Container
-from typing import Any
+from collections.abc import Container, Iterable
+from typing import Any, NamedTuple
 
 from urbanstack.ngsild.history import (
     DELETION_EXTRA_PREFIX,
@@ -129,32 +129,52 @@ class _Source:
         return f"WITH {', '.join(every)} {body}" if every else body
 
 
-def _span(
-    conn: sqlite3.Connection, source: _Source, column: str, query: TemporalQuery
-) -> tuple[int | None, int | None, bool]:
+class _Span(NamedTuple):
+    """What a series holds in the query's range, as :func:`_span` finds it."""
+
+    first: int | None
+    latest: int | None
+    #: the range may hold only numbers and booleans (checked per period when measured)
+    numbers: bool
+    #: (attribute type code, value type) when every instance the attribute ever had is
+    #: of this one numeric pair (``history_shapes``): nothing to check per period
+    uniform: tuple[int, int] | None
+
+
+def _span(conn: sqlite3.Connection, source: _Source, column: str, query: TemporalQuery) -> _Span:
     """First and last time of a series in the query's range (two index seeks for
     observedAt, the clustering key; a range scan for the other times or when instances
-    wait in ``recent_instances``), and a hint that the range holds only numbers and
-    booleans: with the seeks, the last instance is one; with the scan, every instance is."""
+    wait in ``recent_instances``), a hint that the range holds only numbers and booleans
+    (with the seeks, the last instance is one; with the scan, every instance is) and the
+    attribute's recorded shapes."""
     time_sql, time_params = time_clause(query, column)
     where = f"eid = ? AND pid = ? AND ds = ?{time_sql} AND {_NOT_DELETION}"
     params = (*source.key, *time_params)
+    shapes = "(SELECT shapes FROM history_shapes WHERE pid = ?)"
     if column != "observed" or source.recent:
         row = conn.execute(
             source.sql(
-                f"SELECT min({column}), max({column}), count(num) = count(*) "
+                f"SELECT min({column}), max({column}), count(num) = count(*), {shapes} "
                 f"FROM {source.table} WHERE {where}"
             ),
-            (*source.params, *params),
+            (*source.params, source.key[1], *params),
         ).fetchone()
-        return row[0], row[1], bool(row[2])
+        return _Span(row[0], row[1], bool(row[2]), _uniform(row[3]))
     last = f"FROM attr_instances WHERE {where} ORDER BY observed DESC LIMIT 1"
     row = conn.execute(
         f"SELECT (SELECT observed FROM attr_instances WHERE {where} ORDER BY observed LIMIT 1), "
-        f"(SELECT observed {last}), (SELECT vt {last})",
-        params + params + params,
+        f"(SELECT observed {last}), (SELECT vt {last}), {shapes}",
+        params + params + params + (source.key[1],),
     ).fetchone()
-    return row[0], row[1], row[2] in (VT_NUMBER, VT_BOOL)
+    return _Span(row[0], row[1], row[2] in (VT_NUMBER, VT_BOOL), _uniform(row[3]))
+
+
+def _uniform(shapes: int | None) -> tuple[int, int] | None:
+    """The one (attribute type code, value type) pair of ``shapes`` when it is numeric."""
+    if not shapes or shapes & (shapes - 1):
+        return None
+    kind, vt = divmod(shapes.bit_length() - 1, 4)
+    return (kind, vt) if vt in (VT_NUMBER, VT_BOOL) else None
 
 
 def _aggregate_series(
@@ -166,10 +186,15 @@ def _aggregate_series(
     period holding anything else sends it to the general one."""
     aggregation = query.aggregation
     assert aggregation is not None
-    first, latest, numbers = _span(conn, source, TIME_COLUMNS[query.timeproperty], query)
+    first, latest, numbers, uniform = _span(conn, source, TIME_COLUMNS[query.timeproperty], query)
     if first is None or latest is None:
         return None
     joined = _joined_periods(conn, source, query, first, latest)
+    if uniform is not None:
+        names = _uniform_names(aggregation.methods)
+        shape = _Shape(source, query, first, latest, names, _NUMBER_MEASURE_SQL, "", joined)
+        rows = shape.rows(conn)
+        return _attribute_aggregate(attr, source, rows, names, shape.periods, aggregation, uniform)
     if numbers:
         names = measure_names(aggregation.methods, _NUMBER_MEASURES)
         shape = _Shape(source, query, first, latest, names, _NUMBER_MEASURE_SQL, "", joined)
@@ -228,6 +253,17 @@ def _ensure_period_numbers(conn: sqlite3.Connection) -> None:
     )
 
 
+def _uniform_names(methods: Iterable[str]) -> list[str]:
+    """The measures of a uniform series: no types (known), its count for its numbers."""
+    names: list[str] = []
+    for method in methods:
+        for measure in _METHOD_MEASURES[method]:
+            measure = "count" if measure == "numbers" else measure
+            if measure not in names:
+                names.append(measure)
+    return names
+
+
 def _attribute_aggregate(
     attr: str,
     source: _Source,
@@ -235,10 +271,14 @@ def _attribute_aggregate(
     names: list[str],
     periods: Any,
     aggregation: Aggregation,
+    uniform: tuple[int, int] | None = None,
 ) -> AttributeAggregate | None:
     if not rows:
         return None
     columns = {name: [r[i] for r in rows] for i, name in enumerate(names, start=1)}
+    if uniform is not None:
+        columns["kind"], columns["vt"] = [uniform[0]] * len(rows), [uniform[1]] * len(rows)
+        columns["numbers"] = columns.get("count", [])
     kinds = [ATTRIBUTE_TYPES[k] for k in columns["kind"]]
     bounds = [periods[r[0]] for r in rows]
     return AttributeAggregate(

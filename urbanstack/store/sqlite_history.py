@@ -155,11 +155,33 @@ def insert_rows(
             row.iid = iid
             params.append(_row_params(eid, pid(row.attr), row))
             iid += 1
+    record_shapes(conn, params)
     if recent is None:
         conn.executemany(_INSERT[TABLES[0]], params)
         return
     conn.executemany(_INSERT[TABLES[1]], params)
     recent.add(len(params))
+
+
+def shape_bit(kind_code: int, vt: int) -> int:
+    """The bit of ``history_shapes.shapes`` standing for (attribute type, value type)."""
+    return 1 << (kind_code * 4 + vt)
+
+
+_RECORD_SHAPES = (
+    "INSERT INTO history_shapes (pid, shapes) VALUES (?, ?) ON CONFLICT (pid) DO UPDATE "
+    "SET shapes = shapes | excluded.shapes WHERE shapes | excluded.shapes <> shapes"
+)
+
+
+def record_shapes(conn: sqlite3.Connection, params: Sequence[tuple[Any, ...]]) -> None:
+    """Add the (attribute type, value type) pairs of instance rows (``_row_params``
+    tuples) to ``history_shapes``; a pair already there writes nothing."""
+    shapes: dict[int, int] = {}
+    for row in params:
+        pid = row[1]
+        shapes[pid] = shapes.get(pid, 0) | shape_bit(row[8], row[9])
+    conn.executemany(_RECORD_SHAPES, shapes.items())
 
 
 _INSERT = {t: f"INSERT INTO {t} ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)" for t in TABLES}
@@ -272,7 +294,9 @@ def replace_instance(
         if found is None:
             return False
     row.iid, row.created = iid, found[2]
-    conn.execute(_INSERT[TABLES[0]], _row_params(eid, pid, row))
+    params = _row_params(eid, pid, row)
+    record_shapes(conn, [params])
+    conn.execute(_INSERT[TABLES[0]], params)
     return True
 
 

@@ -32,7 +32,7 @@ else:
     _Base = object
 
 LOGGER = logging.getLogger("urbanstack.store.sqlite")
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 MAX_GROUP = 512
 #: entity changes per write group: ten 1,000-entity batches commit one after another (each
 #: answered when it is written) instead of all together after the last one
