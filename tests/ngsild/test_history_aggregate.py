@@ -118,8 +118,8 @@ def test_rendering_pairs_each_value_with_its_own_period() -> None:
     assert out["https://x/pm25"] == {
         "type": "Property",
         "datasetId": "urn:ngsi-ld:Dataset:a",
-        "sum": [[1.5, t[0], t[1]], [7.0, t[3], t[4]]],
-        "totalCount": [[2, t[0], t[1]], [5, t[3], t[4]]],
+        "sum": [(1.5, t[0], t[1]), (7.0, t[3], t[4])],
+        "totalCount": [(2, t[0], t[1]), (5, t[3], t[4])],
     }
 
 
@@ -133,7 +133,7 @@ def test_rendering_formats_a_shared_boundary_once_but_correctly() -> None:
         entity, core_term_map(), "aggregatedValues", query, RenderOptions()
     )
     t = [from_micros(h * HOUR) for h in range(3)]
-    assert out["https://x/pm25"]["max"] == [[1, t[0], t[1]], [2, t[1], t[2]]]
+    assert out["https://x/pm25"]["max"] == [(1, t[0], t[1]), (2, t[1], t[2])]
 
 
 def test_instance_budget_fetches_one_more_than_the_limit_to_see_a_cut() -> None:

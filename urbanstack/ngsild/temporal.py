@@ -8,6 +8,7 @@ stores compare and bucket them with integer arithmetic. :func:`to_micros` and
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -255,3 +256,16 @@ class FixedPeriods:
 
     def __getitem__(self, index: int) -> tuple[int, int]:
         return self.origin + index * self.step, self.origin + (index + 1) * self.step
+
+
+def period_bounds(
+    periods: FixedPeriods | Sequence[tuple[int, int]], indexes: Iterable[int]
+) -> tuple[list[int], list[int]]:
+    """Starts and ends of the periods numbered ``indexes`` (fixed periods, or a list of
+    (start, end) pairs)."""
+    if isinstance(periods, FixedPeriods):
+        origin, step = periods.origin, periods.step
+        starts = [origin + i * step for i in indexes]
+        return starts, [start + step for start in starts]
+    bounds = [periods[i] for i in indexes]
+    return [lo for lo, _ in bounds], [hi for _, hi in bounds]

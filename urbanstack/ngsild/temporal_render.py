@@ -133,7 +133,8 @@ def _aggregated(aggregates: list[AttributeAggregate], methods: tuple[str, ...]) 
         ends = [formatted.get(t) or from_micros(t) for t in aggregate.ends]
         for method in methods:
             column = aggregate.values.get(method) or [None] * len(starts)
-            rendered[method] = [[v, lo, hi] for v, lo, hi in zip(column, starts, ends, strict=True)]
+            # (value, start, end) tuples: JSON arrays, built by zip in C
+            rendered[method] = list(zip(column, starts, ends, strict=True))
         out.append(rendered)
     return out[0] if len(out) == 1 else out
 

@@ -21,7 +21,13 @@ from urbanstack.ngsild.history import (
     period_columns,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
-from urbanstack.ngsild.temporal import Aggregation, FixedPeriods, TemporalQuery, bucket_starts
+from urbanstack.ngsild.temporal import (
+    Aggregation,
+    FixedPeriods,
+    TemporalQuery,
+    bucket_starts,
+    period_bounds,
+)
 from urbanstack.store.postgres_history import TIME_COLUMNS, Series, time_clause
 
 MAX_CALENDAR_PERIODS = 10_000
@@ -157,13 +163,13 @@ async def _aggregate_series(
     givens = [_given(aggregation, m) for m in found]
     given = {name: [g[name] for g in givens] for name in givens[0]}
     kinds = [ATTRIBUTE_TYPES[m["kind"]] for m in found]
-    bounds = [periods[int(m["i"])] for m in found]
+    starts, ends = period_bounds(periods, [int(m["i"]) for m in found])
     return AttributeAggregate(
         attr,
         kinds[-1],
         ds or None,
-        [lo for lo, _ in bounds],
-        [hi for _, hi in bounds],
+        starts,
+        ends,
         period_columns(aggregation.methods, columns, kinds, given),
     )
 

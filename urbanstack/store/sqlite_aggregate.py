@@ -29,7 +29,13 @@ from urbanstack.ngsild.history import (
     period_columns,
 )
 from urbanstack.ngsild.model import ATTRIBUTE_TYPES
-from urbanstack.ngsild.temporal import Aggregation, FixedPeriods, TemporalQuery, bucket_starts
+from urbanstack.ngsild.temporal import (
+    Aggregation,
+    FixedPeriods,
+    TemporalQuery,
+    bucket_starts,
+    period_bounds,
+)
 from urbanstack.store.sqlite_history import TIME_COLUMNS, Series, time_clause
 from urbanstack.store.sqlite_rows import rows_at_once
 
@@ -275,18 +281,19 @@ def _attribute_aggregate(
 ) -> AttributeAggregate | None:
     if not rows:
         return None
-    columns = {name: [r[i] for r in rows] for i, name in enumerate(names, start=1)}
+    indexes, *measured = map(list, zip(*rows, strict=True))
+    columns = dict(zip(names, measured, strict=True))
     if uniform is not None:
         columns["kind"], columns["vt"] = [uniform[0]] * len(rows), [uniform[1]] * len(rows)
         columns["numbers"] = columns.get("count", [])
     kinds = [ATTRIBUTE_TYPES[k] for k in columns["kind"]]
-    bounds = [periods[r[0]] for r in rows]
+    starts, ends = period_bounds(periods, indexes)
     return AttributeAggregate(
         attr,
         kinds[-1],
         source.key[2] or None,
-        [lo for lo, _ in bounds],
-        [hi for _, hi in bounds],
+        starts,
+        ends,
         period_columns(aggregation.methods, columns, kinds),
     )
 
