@@ -243,17 +243,15 @@ def _joined_periods(
     ).fetchone()
     if probe is None or probe[0] >= end:
         return None
-    _ensure_period_numbers(conn)
     return base, count
 
 
-def _ensure_period_numbers(conn: sqlite3.Connection) -> None:
-    """The connection's table of period numbers 0 .. MAX_JOINED_PERIODS - 1 (in memory)."""
-    if conn.execute("SELECT 1 FROM sqlite_temp_master WHERE name = ?", (_NUMBERS,)).fetchone():
-        return
-    conn.execute(f"CREATE TEMP TABLE {_NUMBERS} (i INTEGER PRIMARY KEY)")
+def _make_period_numbers(conn: sqlite3.Connection) -> None:
+    """The connection's table of period numbers 0 .. MAX_JOINED_PERIODS - 1 (in memory),
+    made by the first joined reading on the connection."""
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_NUMBERS} (i INTEGER PRIMARY KEY)")
     conn.execute(
-        f"INSERT INTO temp.{_NUMBERS} WITH RECURSIVE n(i) AS "
+        f"INSERT OR IGNORE INTO temp.{_NUMBERS} WITH RECURSIVE n(i) AS "
         f"(SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {MAX_JOINED_PERIODS - 1}) "
         "SELECT i FROM n"
     )
@@ -366,5 +364,14 @@ class _Shape:
 
     def rows(self, conn: sqlite3.Connection) -> list[Any]:
         """The measured periods, one row each: (period number, measures...)."""
+        try:
+            return self._rows(conn)
+        except sqlite3.OperationalError as exc:
+            if _NUMBERS not in str(exc):
+                raise
+        _make_period_numbers(conn)
+        return self._rows(conn)
+
+    def _rows(self, conn: sqlite3.Connection) -> list[Any]:
         found = rows_at_once(conn, self.sql, self.params, self.width, self.integer_columns)
         return found if found is not None else conn.execute(self.sql, self.params).fetchall()

@@ -55,6 +55,22 @@ class SQLiteHistory(_Base):
         entity_ids: Sequence[str],
         query: TemporalQuery,
     ) -> list[TemporalEntity]:
+        """The histories of ``entity_ids``, an empty one for an id without history."""
+        return [
+            found or TemporalEntity(entity_id, [], {})
+            for entity_id, found in zip(
+                entity_ids, self._histories(conn, tenant, entity_ids, query), strict=True
+            )
+        ]
+
+    def _histories(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str | None,
+        entity_ids: Sequence[str],
+        query: TemporalQuery,
+    ) -> list[TemporalEntity | None]:
+        """The histories of ``entity_ids``, None for an id without history."""
         known = sqlite_history.entity_numbers(conn, entity_ids)
         wanted: dict[int, str] | None = None
         if query.attrs is not None:
@@ -62,11 +78,11 @@ class SQLiteHistory(_Base):
             wanted = {p: a for a in sorted(query.attrs) if (p := lookup(a)) is not None}
         names = self._attr_names(conn)
         recent = sqlite_history.recent_of(conn, [eid for eid, _ in known.values()])
-        out = []
+        out: list[TemporalEntity | None] = []
         for entity_id in entity_ids:
             row = known.get(entity_id)
             if row is None:
-                out.append(TemporalEntity(entity_id, [], {}))
+                out.append(None)
                 continue
             types = orjson.loads(row[1])
             out.append(load_history(conn, row[0], entity_id, types, names, query, wanted, recent))
@@ -78,9 +94,7 @@ class SQLiteHistory(_Base):
         tenant = validate_tenant(tenant)
 
         def run(conn: sqlite3.Connection) -> TemporalEntity | None:
-            if not sqlite_history.entity_numbers(conn, [entity_id]):
-                return None
-            return self._history_of(conn, tenant, [entity_id], query)[0]
+            return self._histories(conn, tenant, [entity_id], query)[0]
 
         if is_small_history_read(query):
             return await self._point_read(tenant, run)
