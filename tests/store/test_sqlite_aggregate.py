@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from urbanstack.ngsild.history import deletion_row, history_row
+from urbanstack.ngsild.history import VT_NUMBER, deletion_row, history_row
 from urbanstack.ngsild.jsonld import core_term_map
 from urbanstack.ngsild.model import parse_entity
 from urbanstack.ngsild.temporal import (
@@ -147,19 +147,25 @@ async def shapes_of(store: SQLiteStore) -> dict[int, int]:
     return await store._read(None, lambda c: dict(c.execute("SELECT * FROM history_shapes")))
 
 
-def only_numbers(rng: random.Random, count: int) -> list[Any]:
-    return [rng.choice([1.5, 2, 7, 10.25, -3, 0.0]) for _ in range(count)]
+ONLY = {  # numbers of one type: reals, reals with zeros (read the general way), integers
+    "reals": [1.5, 10.25, -3.0, 7.0, 0.1, 1e-5, 123456.789],
+    "zeros": [1.5, 0.0, -0.0, 7.0],
+    "integers": [2, 7, -3, 0, 11, 2**40],
+}
 
 
 @pytest.mark.parametrize("recent", [0, 1_000_000], ids=["clustered", "recent"])
 @pytest.mark.parametrize("period", ["PT1H", "P1D", "P1M", None])
+@pytest.mark.parametrize("only", list(ONLY))
 async def test_a_numbers_only_attribute_is_measured_without_types_alike(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recent: int, period: str | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recent: int, period: str | None, only: str
 ) -> None:
     store = SQLiteStore(tmp_path / "u.db", synchronous="OFF", history_recent_rows=recent)
     await store.open()
     try:
-        await stored_series(store, 1, only_numbers(random.Random(3), 400), 5 * MINUTE)
+        rng = random.Random(3)
+        values = [rng.choice(ONLY[only]) for _ in range(400)]
+        await stored_series(store, 1, values, 5 * MINUTE)
         duration = parse_duration(period) if period else None
         query = TemporalQuery(time=TIMES["between"], aggregation=Aggregation(METHODS, duration))
         seen: list[Any] = []
@@ -178,10 +184,18 @@ async def test_a_numbers_only_attribute_is_measured_without_types_alike(
 
 
 async def test_each_value_type_written_is_recorded_per_attribute(store: SQLiteStore) -> None:
-    await stored_series(store, 1, [1, 2.5], MINUTE)
-    [(pid, numbers)] = (await shapes_of(store)).items()
-    assert sqlite_aggregate._uniform(numbers) is not None
+    await stored_series(store, 1, [1.5, 2.5], MINUTE)
+    [(pid, reals)] = (await shapes_of(store)).items()
+    assert sqlite_aggregate._uniform(reals) == (0, VT_NUMBER, True)
     await stored_series(store, 2, ["text"], MINUTE)
+    assert sqlite_aggregate._uniform((await shapes_of(store))[pid]) is None
+
+
+async def test_integers_and_reals_of_one_attribute_are_not_uniform(store: SQLiteStore) -> None:
+    await stored_series(store, 1, [1, 2], MINUTE)
+    [(pid, integers)] = (await shapes_of(store)).items()
+    assert sqlite_aggregate._uniform(integers) == (0, VT_NUMBER, False)
+    await stored_series(store, 2, [2.5], MINUTE)
     assert sqlite_aggregate._uniform((await shapes_of(store))[pid]) is None
 
 

@@ -107,3 +107,37 @@ def test_parameters_are_bound(conn: sqlite3.Connection) -> None:
     stored(conn, [(i, "x") for i in range(10)])
     found = rows_at_once(conn, "SELECT k, a, b FROM t WHERE a >= ? AND b = ?", (7, "x"), 3)
     assert [r[1] for r in found or []] == [7, 8, 9]
+
+
+integers_or_none = st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(integers_or_none, values), max_size=20))
+@example([(1, 2.5), (3, 0.1 + 0.2)])  # as declared: one formatted string
+@example([(1, 0.0), (2, 5e-324)])  # a zero and the smallest real: one formatted string
+@example([(1, -0.0), (2, 7), (None, "x")])  # -0.0, an integer, text: the general way
+@example([(1, 2.5), (2, 1e120)])  # a real printf does not write exactly: row by row
+def test_rows_declared_numbers_are_those_of_a_row_by_row_read(
+    conn: sqlite3.Connection, rows: list[tuple[Any, Any]]
+) -> None:
+    # column a declared integer (as it holds), b real: whatever b holds, the answer is exact
+    stored(conn, rows)
+    sql = "SELECT k, a, b FROM t ORDER BY k"
+    at_once = rows_at_once(conn, sql, (), 3, integer_columns=(0, 1), real_columns=(2,))
+    beyond = any(isinstance(b, float) and abs(b) >= EXACT_REAL_LIMIT for _, b in rows)
+    assert (at_once is None) == beyond
+    assert at_once is None or same_values(at_once, [list(r) for r in conn.execute(sql)])
+
+
+def test_declared_reals_are_read_in_one_formatted_string(conn: sqlite3.Connection) -> None:
+    stored(conn, [(i, i * 0.1 + 0.05) for i in range(100)] + [(100, 0.0)])
+    sql = "SELECT k, a, b FROM t ORDER BY k"
+    traced: list[str] = []
+    conn.set_trace_callback(traced.append)
+    try:
+        at_once = rows_at_once(conn, sql, (), 3, integer_columns=(0, 1), real_columns=(2,))
+    finally:
+        conn.set_trace_callback(None)
+    assert at_once is not None and same_values(at_once, [list(r) for r in conn.execute(sql)])
+    assert len(traced) == 1 and "printf('[%d,%d,%!.17g]'" in traced[0]

@@ -36,7 +36,7 @@ from urbanstack.ngsild.temporal import (
     bucket_starts,
     period_bounds,
 )
-from urbanstack.store.sqlite_history import TIME_COLUMNS, Series, time_clause
+from urbanstack.store.sqlite_history import SHAPE_REAL, TIME_COLUMNS, Series, time_clause
 from urbanstack.store.sqlite_rows import rows_at_once
 
 MAX_CALENDAR_PERIODS = 10_000
@@ -142,9 +142,9 @@ class _Span(NamedTuple):
     latest: int | None
     #: the range may hold only numbers and booleans (checked per period when measured)
     numbers: bool
-    #: (attribute type code, value type) when every instance the attribute ever had is
-    #: of this one numeric pair (``history_shapes``): nothing to check per period
-    uniform: tuple[int, int] | None
+    #: (attribute type code, value type, reals) when every instance the attribute ever had
+    #: is of this one numeric pair (``history_shapes``): nothing to check per period
+    uniform: tuple[int, int, bool] | None
 
 
 def _span(conn: sqlite3.Connection, source: _Source, column: str, query: TemporalQuery) -> _Span:
@@ -175,12 +175,15 @@ def _span(conn: sqlite3.Connection, source: _Source, column: str, query: Tempora
     return _Span(row[0], row[1], row[2] in (VT_NUMBER, VT_BOOL), _uniform(row[3]))
 
 
-def _uniform(shapes: int | None) -> tuple[int, int] | None:
-    """The one (attribute type code, value type) pair of ``shapes`` when it is numeric."""
+def _uniform(shapes: int | None) -> tuple[int, int, bool] | None:
+    """(attribute type code, value type, whether the numbers are reals) of the one pair of
+    ``shapes`` (see ``sqlite_history.shape_bit``) when it is numeric, else None."""
     if not shapes or shapes & (shapes - 1):
         return None
-    kind, vt = divmod(shapes.bit_length() - 1, 4)
-    return (kind, vt) if vt in (VT_NUMBER, VT_BOOL) else None
+    kind, code = divmod(shapes.bit_length() - 1, 8)
+    if code == SHAPE_REAL:
+        return kind, VT_NUMBER, True
+    return (kind, code, False) if code in (VT_NUMBER, VT_BOOL) else None
 
 
 def _aggregate_series(
@@ -199,6 +202,7 @@ def _aggregate_series(
     if uniform is not None:
         names = _uniform_names(aggregation.methods)
         shape = _Shape(source, query, first, latest, names, _NUMBER_MEASURE_SQL, "", joined)
+        shape.of_numbers(reals=uniform[2])
         rows = shape.rows(conn)
         return _attribute_aggregate(attr, source, rows, names, shape.periods, aggregation, uniform)
     if numbers:
@@ -275,7 +279,7 @@ def _attribute_aggregate(
     names: list[str],
     periods: Any,
     aggregation: Aggregation,
-    uniform: tuple[int, int] | None = None,
+    uniform: tuple[int, int, bool] | None = None,
 ) -> AttributeAggregate | None:
     if not rows:
         return None
@@ -321,9 +325,11 @@ class _Shape:
         series_sql = f"eid = ? AND pid = ? AND ds = ?{time_sql}{row_filter}"
         table, (eid, pid, ds) = source.table, source.key
         self.width = len(names) + 1
+        self.names = names
         self.integer_columns = {0} | {
             i for i, name in enumerate(names, start=1) if name in _INTEGER_MEASURES
         }
+        self.real_columns: set[int] = set()
         if period is None:
             self.sql = source.sql(f"SELECT 0, {measures} FROM {table} WHERE {series_sql}")
             self.params = [*source.params, eid, pid, ds, *time_params]
@@ -362,6 +368,16 @@ class _Shape:
             self.params += [v for i, (lo, hi) in enumerate(self.periods) for v in (i, lo, hi)]
             self.params += [eid, pid, ds, *time_params]
 
+    def of_numbers(self, *, reals: bool) -> None:
+        """Every instance measured is a number, all reals (``reals``) or all integers (or
+        booleans): each measure is a real or an integer, as the one-step read wants (but
+        squares of integers grow into reals beyond 2**63: read with their type)."""
+        if reals:
+            self.real_columns = set(range(self.width)) - self.integer_columns
+        else:
+            squares = {i for i, name in enumerate(self.names, start=1) if name == "squares"}
+            self.integer_columns = set(range(self.width)) - squares
+
     def rows(self, conn: sqlite3.Connection) -> list[Any]:
         """The measured periods, one row each: (period number, measures...)."""
         try:
@@ -373,5 +389,7 @@ class _Shape:
         return self._rows(conn)
 
     def _rows(self, conn: sqlite3.Connection) -> list[Any]:
-        found = rows_at_once(conn, self.sql, self.params, self.width, self.integer_columns)
+        found = rows_at_once(
+            conn, self.sql, self.params, self.width, self.integer_columns, self.real_columns
+        )
         return found if found is not None else conn.execute(self.sql, self.params).fetchall()

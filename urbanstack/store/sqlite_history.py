@@ -163,9 +163,15 @@ def insert_rows(
     recent.add(len(params))
 
 
-def shape_bit(kind_code: int, vt: int) -> int:
-    """The bit of ``history_shapes.shapes`` standing for (attribute type, value type)."""
-    return 1 << (kind_code * 4 + vt)
+#: the value code of a number stored as a real in ``history_shapes`` (after the VT_* codes;
+#: an integer keeps VT_NUMBER)
+SHAPE_REAL = 4
+
+
+def shape_bit(kind_code: int, vt: int, num: Any = None) -> int:
+    """The bit of ``history_shapes.shapes`` standing for (attribute type, value type), a
+    number stored as a real (``num`` a float) counting as a value type of its own."""
+    return 1 << (kind_code * 8 + (SHAPE_REAL if isinstance(num, float) else vt))
 
 
 _RECORD_SHAPES = (
@@ -180,7 +186,7 @@ def record_shapes(conn: sqlite3.Connection, params: Sequence[tuple[Any, ...]]) -
     shapes: dict[int, int] = {}
     for row in params:
         pid = row[1]
-        shapes[pid] = shapes.get(pid, 0) | shape_bit(row[8], row[9])
+        shapes[pid] = shapes.get(pid, 0) | shape_bit(row[8], row[9], row[10])
     conn.executemany(_RECORD_SHAPES, shapes.items())
 
 

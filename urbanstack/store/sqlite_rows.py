@@ -64,12 +64,18 @@ def rows_at_once(
     params: Sequence[Any],
     width: int,
     integer_columns: Collection[int] = (),
+    real_columns: Collection[int] = (),
 ) -> list[list[Any]] | None:
     """The rows of ``sql`` (a SELECT of ``width`` columns, any ORDER BY kept) as lists,
     fetched in one step; None when a value would not survive JSON exactly. The columns
-    numbered in ``integer_columns`` must hold only integers or NULL. ``conn`` needs
+    numbered in ``integer_columns`` must hold only integers or NULL; those numbered in
+    ``real_columns`` are expected to hold reals. ``conn`` needs
     :func:`register_row_functions`."""
     names = [f"c{i}" for i in range(width)]
+    if real_columns and len({*integer_columns, *real_columns}) == width:
+        found = _numbers_at_once(conn, sql, params, names, real_columns)
+        if found is not None:
+            return found
     cells = ", ".join(n if i in integer_columns else _cell(n) for i, n in enumerate(names))
     checked = [n for i, n in enumerate(names) if i not in integer_columns]
     inexact = " OR ".join(_inexact(n) for n in checked) or "0"
@@ -79,5 +85,40 @@ def rows_at_once(
     )
     document, lossy = conn.execute(wrapped, params).fetchone()
     if lossy:
+        return None
+    return orjson.loads(document)  # type: ignore[no-any-return]
+
+
+def _numbers_at_once(
+    conn: sqlite3.Connection,
+    sql: str,
+    params: Sequence[Any],
+    names: list[str],
+    real_columns: Collection[int],
+) -> list[list[Any]] | None:
+    """The rows as :func:`rows_at_once` reads them, each row written by one ``printf``
+    (integers with %d, reals with 17 digits); None when a value is not of its column's
+    type, is NULL, is -0.0 or is a real printf does not write exactly."""
+    formats, odd = [], []
+    for i, n in enumerate(names):
+        if i in real_columns:
+            formats.append("%!.17g")
+            # CASEs: abs() of an unexpected smallest integer would overflow, and the sign
+            # of a zero (printf writes both as 0.0) is asked only of zeros
+            odd.append(
+                f"CASE typeof({n}) WHEN 'real' THEN CASE WHEN {n} = 0 THEN negative_zero({n}) "
+                f"ELSE abs({n}) >= {EXACT_REAL_LIMIT} END ELSE 1 END"
+            )
+        else:
+            formats.append("%d")
+            odd.append(f"typeof({n}) <> 'integer'")
+    row = f"printf('[{','.join(formats)}]', {', '.join(names)})"
+    wrapped = (
+        f"WITH r({', '.join(names)}) AS ({sql}) "
+        f"SELECT '[' || coalesce(group_concat({row}, ','), '') || ']', "
+        f"max({' OR '.join(odd)}) FROM r"
+    )
+    document, odd_value = conn.execute(wrapped, params).fetchone()
+    if odd_value:
         return None
     return orjson.loads(document)  # type: ignore[no-any-return]
