@@ -115,8 +115,8 @@ integers_or_none = st.one_of(st.none(), st.integers(min_value=-(2**63), max_valu
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(integers_or_none, values), max_size=20))
 @example([(1, 2.5), (3, 0.1 + 0.2)])  # as declared: one formatted string
-@example([(1, 0.0), (2, 5e-324)])  # a zero and the smallest real: one formatted string
-@example([(1, -0.0), (2, 7), (None, "x")])  # -0.0, an integer, text: the general way
+@example([(1, 0.0), (2, -0.0), (3, 5e-324)])  # zeros, the smallest real: one string
+@example([(1, 2.5), (2, 7), (None, "x")])  # an integer, text: the general way
 @example([(1, 2.5), (2, 1e120)])  # a real printf does not write exactly: row by row
 def test_rows_declared_numbers_are_those_of_a_row_by_row_read(
     conn: sqlite3.Connection, rows: list[tuple[Any, Any]]
@@ -131,7 +131,7 @@ def test_rows_declared_numbers_are_those_of_a_row_by_row_read(
 
 
 def test_declared_reals_are_read_in_one_formatted_string(conn: sqlite3.Connection) -> None:
-    stored(conn, [(i, i * 0.1 + 0.05) for i in range(100)] + [(100, 0.0)])
+    stored(conn, [(i, i * 0.1 + 0.05) for i in range(100)] + [(100, 0.0), (101, -0.0)])
     sql = "SELECT k, a, b FROM t ORDER BY k"
     traced: list[str] = []
     conn.set_trace_callback(traced.append)
@@ -140,4 +140,4 @@ def test_declared_reals_are_read_in_one_formatted_string(conn: sqlite3.Connectio
     finally:
         conn.set_trace_callback(None)
     assert at_once is not None and same_values(at_once, [list(r) for r in conn.execute(sql)])
-    assert len(traced) == 1 and "printf('[%d,%d,%!.17g]'" in traced[0]
+    assert len(traced) == 1 and "printf('[%d,%d,%s]'" in traced[0]

@@ -13,6 +13,10 @@ written with 17 significant digits and a real zero with its sign (asked of the S
 a real too large for SQLite's decimal conversion to be exact (|x| >= 1e100) makes the
 function answer None and the caller reads the rows one by one as before. Columns the
 caller knows to hold integers (counts, period numbers) are written without the tests.
+When the caller expects every column to hold an integer or a real (measures of a series
+of numbers), each row is written by one ``printf`` instead (less than half the cost of
+SQLite's JSON functions), and a value not of its column's type, a NULL or a huge real
+sends the read to the general way.
 """
 
 from __future__ import annotations
@@ -97,22 +101,23 @@ def _numbers_at_once(
     real_columns: Collection[int],
 ) -> list[list[Any]] | None:
     """The rows as :func:`rows_at_once` reads them, each row written by one ``printf``
-    (integers with %d, reals with 17 digits); None when a value is not of its column's
-    type, is NULL, is -0.0 or is a real printf does not write exactly."""
-    formats, odd = [], []
+    (integers with %d, reals with 17 digits, zeros with their sign); None when a value is
+    not of its column's type, is NULL, or is a real printf does not write exactly."""
+    formats, cells, odd = [], [], []
     for i, n in enumerate(names):
         if i in real_columns:
-            formats.append("%!.17g")
-            # CASEs: abs() of an unexpected smallest integer would overflow, and the sign
-            # of a zero (printf writes both as 0.0) is asked only of zeros
+            formats.append("%s")
+            zero = f"CASE WHEN negative_zero({n}) THEN '-0.0' ELSE '0.0' END"
+            cells.append(f"CASE WHEN {n} = 0 THEN {zero} ELSE printf('%!.17g', {n}) END")
+            # a CASE: abs() of an unexpected smallest integer would overflow
             odd.append(
-                f"CASE typeof({n}) WHEN 'real' THEN CASE WHEN {n} = 0 THEN negative_zero({n}) "
-                f"ELSE abs({n}) >= {EXACT_REAL_LIMIT} END ELSE 1 END"
+                f"CASE typeof({n}) WHEN 'real' THEN abs({n}) >= {EXACT_REAL_LIMIT} ELSE 1 END"
             )
         else:
             formats.append("%d")
+            cells.append(n)
             odd.append(f"typeof({n}) <> 'integer'")
-    row = f"printf('[{','.join(formats)}]', {', '.join(names)})"
+    row = f"printf('[{','.join(formats)}]', {', '.join(cells)})"
     wrapped = (
         f"WITH r({', '.join(names)}) AS ({sql}) "
         f"SELECT '[' || coalesce(group_concat({row}, ','), '') || ']', "
