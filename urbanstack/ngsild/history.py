@@ -335,7 +335,7 @@ def period_columns(
     shown = m if given is None else {**m, **given}
     vts = m["vt"]
     plain = VT_BOOL not in vts and VT_JSON not in vts
-    if plain and not any(kind.endswith("Relationship") for kind in kinds):
+    if plain and not any(kind.endswith("Relationship") for kind in set(kinds)):
         ordered: list[bool] | None = None  # every period: min and max as measured
     else:
         ordered = [
@@ -365,10 +365,7 @@ def period_columns(
         elif method == "sumsq":
             values[method] = list(m["squares"])
         elif method == "stddev":
-            values[method] = [
-                sample_stddev(n, total, squares)
-                for n, total, squares in zip(m["numbers"], m["sum"], m["squares"], strict=True)
-            ]
+            values[method] = list(map(sample_stddev, m["numbers"], m["sum"], m["squares"]))
     return values
 
 

@@ -288,7 +288,9 @@ def _attribute_aggregate(
     if uniform is not None:
         columns["kind"], columns["vt"] = [uniform[0]] * len(rows), [uniform[1]] * len(rows)
         columns["numbers"] = columns.get("count", [])
-    kinds = [ATTRIBUTE_TYPES[k] for k in columns["kind"]]
+        kinds = [ATTRIBUTE_TYPES[uniform[0]]] * len(rows)
+    else:
+        kinds = [ATTRIBUTE_TYPES[k] for k in columns["kind"]]
     starts, ends = period_bounds(periods, indexes)
     return AttributeAggregate(
         attr,
