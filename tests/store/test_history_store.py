@@ -109,6 +109,28 @@ async def values(store: EntityStore, entity_id: str, **query: Any) -> list[Any] 
     return [row.val for row in found.attrs.get(PM25, [])]
 
 
+@pytest.mark.parametrize("attrs", [None, (PM25,)], ids=["all", "named"])
+async def test_every_dataset_of_an_attribute_is_its_own_series(
+    store: EntityStore, attrs: tuple[str, ...] | None
+) -> None:
+    datasets = [None, "urn:ngsi-ld:Dataset:a", "urn:ngsi-ld:Dataset:b"]
+    rows = []
+    for i, dataset in enumerate(datasets):
+        inst = {"type": "Property", "value": i, "observedAt": stamp(T0 + i * HOUR)}
+        if dataset:
+            inst["datasetId"] = dataset
+        rows.append(history_row(PM25, inst, stamp(T0)))
+    entity = station(1, 0, T0)
+    await store.change_entities(None, [with_history(entity, rows)])
+    found = await store.get_history(None, entity["id"], TemporalQuery(attrs=attrs))
+    assert found is not None
+    assert sorted((r.dataset_id or "", r.val) for r in found.attrs[PM25]) == [
+        ("", 0),
+        ("urn:ngsi-ld:Dataset:a", 1),
+        ("urn:ngsi-ld:Dataset:b", 2),
+    ]
+
+
 async def test_each_write_records_its_changed_instances(store: EntityStore) -> None:
     for hour in range(3):
         await store.change_entities(None, [upsert(station(1, hour * 10, T0 + hour * HOUR))])

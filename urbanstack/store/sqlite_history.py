@@ -372,6 +372,17 @@ def recent_of(conn: sqlite3.Connection, eids: Sequence[int]) -> dict[int, Recent
     return found
 
 
+#: an attribute's datasets, one index seek each (one statement: the first dataset, then
+#: each one strictly after the last found)
+_DATASETS = (
+    "WITH RECURSIVE d(ds) AS ("
+    "SELECT (SELECT ds FROM attr_instances WHERE eid = ?1 AND pid = ?2 ORDER BY ds LIMIT 1) "
+    "UNION ALL SELECT (SELECT ds FROM attr_instances WHERE eid = ?1 AND pid = ?2 AND ds > d.ds "
+    "ORDER BY ds LIMIT 1) FROM d WHERE d.ds IS NOT NULL) "
+    "SELECT ds FROM d WHERE ds IS NOT NULL"
+)
+
+
 def series_of(
     conn: sqlite3.Connection, eid: int, pids: Sequence[int] | None, recent: Recent
 ) -> list[Series]:
@@ -394,17 +405,7 @@ def series_of(
             key = (row[0], row[1])  # the next dataset (or attribute): strictly greater
     else:
         for pid in pids:
-            ds, op = "", ">="  # the first dataset, then each following one
-            while True:
-                row = conn.execute(
-                    f"SELECT ds FROM attr_instances WHERE eid = ? AND pid = ? AND ds {op} ? "
-                    "ORDER BY ds LIMIT 1",
-                    (eid, pid, ds),
-                ).fetchone()
-                if row is None:
-                    break
-                ds, op = row[0], ">"
-                found.append((pid, ds))
+            found += [(pid, ds) for (ds,) in conn.execute(_DATASETS, (eid, pid))]
     only_recent = recent.keys() - set(found)
     if pids is not None:
         only_recent = {s for s in only_recent if s[0] in pids}
