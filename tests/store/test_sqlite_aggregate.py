@@ -21,6 +21,7 @@ from urbanstack.ngsild.temporal import (
     parse_duration,
     to_micros,
 )
+from urbanstack.ngsild.temporal_render import format_time
 from urbanstack.store import sqlite_aggregate
 from urbanstack.store.base import EntityChange, Write
 from urbanstack.store.sqlite import SQLiteStore
@@ -32,13 +33,6 @@ HOUR = 3_600_000_000
 MINUTE = 60_000_000
 T0 = to_micros("2026-11-01T00:00:00.000000Z")
 METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
-
-
-def stamp(micros: int) -> str:
-    from datetime import UTC, datetime, timedelta
-
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @pytest.fixture
@@ -56,14 +50,14 @@ async def stored_series(store: SQLiteStore, n: int, values: list[Any], spacing: 
     """Entity ``n`` with pm25 instances of ``values`` (None: a deletion), ``spacing`` apart."""
     rows = []
     for i, value in enumerate(values):
-        moment = stamp(T0 + 7 * MINUTE + i * spacing)
+        moment = format_time(T0 + 7 * MINUTE + i * spacing)
         if value is None:
             rows.append(deletion_row(PM25, {"type": "Property"}, moment))
         else:
             inst = {"type": "Property", "value": value, "observedAt": moment}
             rows.append(history_row(PM25, inst, moment))
     body = {"id": f"urn:ngsi-ld:S:{n}", "type": "S", "pm25": {"type": "Property", "value": 1}}
-    entity = parse_entity(body, TERMS, stamp(T0))
+    entity = parse_entity(body, TERMS, format_time(T0))
     change = EntityChange(entity["id"], lambda current: Write(entity), history=rows)
     await store.change_entities(None, [change])
 
@@ -211,9 +205,9 @@ async def test_an_instance_replaced_by_text_makes_its_attribute_not_uniform(
     found = await store.get_history(None, "urn:ngsi-ld:S:1", TemporalQuery())
     assert found is not None
     row = found.attrs[PM25][1]
-    inst = {"type": "Property", "value": "now text", "observedAt": stamp(row.observed)}
+    inst = {"type": "Property", "value": "now text", "observedAt": format_time(row.observed)}
     assert await store.update_instance(
-        None, "urn:ngsi-ld:S:1", PM25, row.iid, history_row(PM25, inst, stamp(T0))
+        None, "urn:ngsi-ld:S:1", PM25, row.iid, history_row(PM25, inst, format_time(T0))
     )
     assert sqlite_aggregate._uniform(next(iter((await shapes_of(store)).values()))) is None
     query = TemporalQuery(aggregation=Aggregation(METHODS, None))

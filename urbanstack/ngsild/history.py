@@ -369,10 +369,13 @@ def period_columns(
     return values
 
 
-def measure_names(methods: Iterable[str], needs: Mapping[str, tuple[str, ...]]) -> list[str]:
+def measure_names(
+    methods: Iterable[str], needs: Mapping[str, tuple[str, ...]], *, types: bool = True
+) -> list[str]:
     """The measures a store computes for ``methods`` (``needs``: method -> its measures),
-    each once, after the attribute type (``kind``) and value type (``vt``) every period has."""
-    names = ["kind", "vt"]
+    each once, after the attribute type (``kind``) and value type (``vt``) every period has
+    (unless ``types`` is False: a store that knows them without measuring)."""
+    names = ["kind", "vt"] if types else []
     for method in methods:
         for measure in needs[method]:
             if measure not in names:

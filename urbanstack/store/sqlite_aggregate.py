@@ -17,7 +17,7 @@ so a probe of the series' density decides.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Container, Iterable
+from collections.abc import Container
 from typing import Any, NamedTuple
 
 from urbanstack.ngsild.history import (
@@ -90,6 +90,11 @@ _METHOD_MEASURES = {
 
 _NUMBER_MEASURES = {
     method: (*measures, "numbers", "count") for method, measures in _METHOD_MEASURES.items()
+}
+#: the measures of a uniform series (see _uniform): types known, every instance a number
+_UNIFORM_MEASURES = {
+    method: tuple("count" if m == "numbers" else m for m in measures)
+    for method, measures in _METHOD_MEASURES.items()
 }
 
 
@@ -200,7 +205,7 @@ def _aggregate_series(
         return None
     joined = _joined_periods(conn, source, query, first, latest)
     if uniform is not None:
-        names = _uniform_names(aggregation.methods)
+        names = measure_names(aggregation.methods, _UNIFORM_MEASURES, types=False)
         shape = _Shape(source, query, first, latest, names, _NUMBER_MEASURE_SQL, "", joined)
         shape.of_numbers(reals=uniform[2])
         rows = shape.rows(conn)
@@ -259,17 +264,6 @@ def _make_period_numbers(conn: sqlite3.Connection) -> None:
         f"(SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {MAX_JOINED_PERIODS - 1}) "
         "SELECT i FROM n"
     )
-
-
-def _uniform_names(methods: Iterable[str]) -> list[str]:
-    """The measures of a uniform series: no types (known), its count for its numbers."""
-    names: list[str] = []
-    for method in methods:
-        for measure in _METHOD_MEASURES[method]:
-            measure = "count" if measure == "numbers" else measure
-            if measure not in names:
-                names.append(measure)
-    return names
 
 
 def _attribute_aggregate(

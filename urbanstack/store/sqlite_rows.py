@@ -83,14 +83,24 @@ def rows_at_once(
     cells = ", ".join(n if i in integer_columns else _cell(n) for i, n in enumerate(names))
     checked = [n for i, n in enumerate(names) if i not in integer_columns]
     inexact = " OR ".join(_inexact(n) for n in checked) or "0"
-    wrapped = (
-        f"WITH r({', '.join(names)}) AS ({sql}) "
-        f"SELECT json_group_array(json_array({cells})), max({inexact}) FROM r"
-    )
-    document, lossy = conn.execute(wrapped, params).fetchone()
-    if lossy:
+    return _document(conn, sql, params, names, f"json_group_array(json_array({cells}))", inexact)
+
+
+def _document(
+    conn: sqlite3.Connection,
+    sql: str,
+    params: Sequence[Any],
+    names: list[str],
+    document: str,
+    refused: str,
+) -> list[list[Any]] | None:
+    """The rows of ``sql`` as one JSON ``document`` (an aggregate over its rows, named
+    ``names``), or None when ``refused`` holds for any row."""
+    wrapped = f"WITH r({', '.join(names)}) AS ({sql}) SELECT {document}, max({refused}) FROM r"
+    text, refuse = conn.execute(wrapped, params).fetchone()
+    if refuse:
         return None
-    return orjson.loads(document)  # type: ignore[no-any-return]
+    return orjson.loads(text)  # type: ignore[no-any-return]
 
 
 def _numbers_at_once(
@@ -118,12 +128,5 @@ def _numbers_at_once(
             cells.append(n)
             odd.append(f"typeof({n}) <> 'integer'")
     row = f"printf('[{','.join(formats)}]', {', '.join(cells)})"
-    wrapped = (
-        f"WITH r({', '.join(names)}) AS ({sql}) "
-        f"SELECT '[' || coalesce(group_concat({row}, ','), '') || ']', "
-        f"max({' OR '.join(odd)}) FROM r"
-    )
-    document, odd_value = conn.execute(wrapped, params).fetchone()
-    if odd_value:
-        return None
-    return orjson.loads(document)  # type: ignore[no-any-return]
+    document = f"'[' || coalesce(group_concat({row}, ','), '') || ']'"
+    return _document(conn, sql, params, names, document, " OR ".join(odd))
